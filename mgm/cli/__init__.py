@@ -1,0 +1,53 @@
+"""The `mgm` command.
+
+Each subcommand lives in its own module under ``mgm.cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable
+taking the parsed args and returning an exit code. Modules must keep their
+top-level imports light (no torch / av at import time) so ``mgm --help`` is fast;
+import heavy things inside the command function.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order here is the order in `mgm --help`.
+COMMAND_MODULES = [
+    "mgm.cli.motion",   # mgm motion VIDEO
+    "mgm.cli.bench",    # mgm bench {motion,masks,loader,model}
+]
+
+
+class UserError(Exception):
+    """An error whose message is for the user: printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mgm import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mgm",
+        description="Self-supervised video pretraining with motion-guided masking.",
+    )
+    parser.add_argument("--version", action="version", version=f"mgm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"mgm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

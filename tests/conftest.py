@@ -1,0 +1,1 @@
+"""Shared test fixtures: small synthetic videos, made once per session."""
