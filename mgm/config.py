@@ -58,6 +58,8 @@ class DataConfig:
     test: str = ""
     root: str = ""                    # prefix for relative paths in lists
     format: str = "auto"              # auto | list | ssv2 | folders | unlabeled
+    splits: str = ""                  # folder of official UCF101/HMDB51 split files (format folders)
+    split_id: int = 1                 # which official split (paper: 1)
     num_classes: int = 0              # 0: inferred from the annotations
     num_frames: int = 16
     stride: int = 4                   # 4 for K400, 2 for SSv2 (paper Sec. 4.2)
