@@ -1,0 +1,46 @@
+"""Export to a Hugging Face transformers VideoMAE directory.
+
+    export_hf(model_or_checkpoint_path, "out_dir")
+    transformers.VideoMAEForPreTraining.from_pretrained("out_dir")        # pretrainer
+    transformers.VideoMAEForVideoClassification.from_pretrained("out_dir") # classifier
+
+transformers takes ``pixel_values`` as (B, T, C, H, W); mgm takes (B, C, T, H, W).
+Known difference: transformers builds ``decoder.norm`` and ``fc_norm`` with eps 1e-5, VideoMAE
+(and mgm) with 1e-6; the exported config records mgm's value as ``mgm_head_norm_eps`` so mgm
+reloads the directory exactly, while transformers' outputs differ by that eps alone.
+Divided space-time attention has no transformers equivalent and is refused.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from mgm.models.checkpoint import CheckpointError, _kind_of, hf_config_from_spec, load_checkpoint, ours_to_hf, unwrap
+
+
+def export_hf(source, out_dir, names: str = "5", id2label: dict | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` into ``out_dir``; returns it.
+
+    source: a model or any checkpoint ``load_checkpoint`` reads. names: "5" (transformers 5.x
+    ``query.bias``/``value.bias``) or "4" (4.x ``q_bias``/``v_bias``; 5.x renames these on load).
+    """
+    from safetensors.torch import save_file
+
+    model = unwrap(source) if isinstance(source, nn.Module) else load_checkpoint(source)
+    kind = _kind_of(model)
+    spec = model.spec
+    if spec.attention != "joint":
+        raise CheckpointError("divided space-time attention has no transformers VideoMAE equivalent")
+    if kind == "classifier" and spec.num_classes == 0:
+        raise CheckpointError("a classifier without a head (num_classes=0) cannot be exported as VideoMAEForVideoClassification")
+    sd = ours_to_hf({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, names)
+    if kind == "pretrainer" and not spec.encoder_norm:
+        pass  # use_mean_pooling=True in the config: transformers builds no encoder norm either
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = hf_config_from_spec(spec, kind, id2label)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out

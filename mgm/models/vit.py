@@ -1,0 +1,597 @@
+"""The VideoMAE model family in one file: masked autoencoder (pretrainer) and classifier.
+
+The definition follows VideoMAE exactly (DESIGN.md section 4) so that its checkpoints load and
+results compare with the literature:
+
+* tubelet embedding: ``Conv3d`` with kernel = stride = (tubelet, patch, patch); tokens are
+  flattened in (t, h, w) order;
+* fixed 1-D sinusoid position table over the flattened token index (even dims sin, odd dims cos,
+  interleaved), added after the embedding, never learned, never stored in checkpoints;
+* pre-norm transformer blocks, LayerNorm eps 1e-6, fused ``qkv`` projection with a bias on q
+  and v only (``q_bias``, ``v_bias``; k has none), exact (erf) GELU, stochastic depth;
+* the encoder sees only the visible tokens, kept in increasing token index order;
+* the decoder input is ``[visible + pos(visible), mask_token + pos(masked)]``; only the masked
+  outputs go through ``decoder.norm`` and ``decoder.head``;
+* target: un-normalise (ImageNet mean/std), cut into tubelet patches ``(t p p c)``, optionally
+  normalise each patch per channel with its mean and unbiased std (``/(std + 1e-6)``), MSE over
+  the masked tokens;
+* classifier: mean of all tokens -> ``fc_norm`` -> (dropout) -> ``head``.
+
+Attention is ``torch.nn.functional.scaled_dot_product_attention``. ``attention="divided"``
+gives TimeSformer-style divided space-time blocks (temporal attention, then spatial attention,
+then MLP) for the paper's backbone ablation; it works on any subset of visible tokens (through
+boolean attention masks) and on the full grid (through reshapes). The pretraining decoder is
+always a joint-attention ViT, as in VideoMAE.
+
+Parameter names (used by layer-wise lr decay, see ``layer_id``)::
+
+    encoder.patch_embed.proj.{weight,bias}                 layer 0
+    encoder.blocks.{i}.{norm1,attn.qkv,attn.q_bias,attn.v_bias,attn.proj,norm2,mlp.fc1,mlp.fc2}
+    encoder.blocks.{i}.{temporal_norm,temporal_attn.*,temporal_fc}   (divided only)
+                                                           layer i + 1
+    encoder.norm                (pretrainer only)          last layer
+    encoder_to_decoder, mask_token, decoder.*  (pretrainer) last layer
+    fc_norm, head              (classifier)                last layer
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# name -> (embed_dim, depth, num_heads, default decoder_dim, default decoder_heads)
+# small/base/large/huge decoders are VideoMAE's; vit_tiny's decoder (96 wide, 3 heads) is ours,
+# VideoMAE publishes no tiny pretrainer.
+ARCHS = {
+    "vit_tiny": (192, 12, 3, 96, 3),
+    "vit_small": (384, 12, 6, 192, 3),
+    "vit_base": (768, 12, 12, 384, 6),
+    "vit_large": (1024, 24, 16, 512, 8),
+    "vit_huge": (1280, 32, 16, 640, 8),
+}
+
+
+@dataclass
+class VideoMAESpec:
+    """Everything needed to rebuild a model; saved next to our checkpoints.
+
+    The first fields mirror ``mgm.config.ModelConfig``; the rest make custom sizes and
+    imported checkpoints (other eps, no encoder norm, ...) reproducible.
+    """
+
+    arch: str = "vit_base"
+    num_frames: int = 16
+    img_size: int = 224
+    tubelet: int = 2
+    patch: int = 16
+    decoder_depth: int = 4
+    decoder_dim: int | None = None
+    norm_pix_loss: bool = True
+    attention: str = "joint"          # joint | divided
+    drop_path: float = 0.0
+    grad_checkpointing: bool = False
+    # explicit sizes (filled from ARCHS when None)
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    decoder_heads: int | None = None
+    mlp_ratio: float = 4.0
+    in_chans: int = 3
+    qv_bias: bool = True
+    norm_eps: float = 1e-6            # every block norm and encoder.norm
+    head_norm_eps: float = 1e-6       # decoder.norm and fc_norm (transformers hard-codes 1e-5)
+    encoder_norm: bool = True         # pretrainer: LayerNorm after the encoder (VideoMAE: yes)
+    # classifier only
+    num_classes: int = 0
+    fc_drop: float = 0.0
+    init_scale: float = 0.001         # head weight scale at init (VideoMAE fine-tuning default)
+
+    def __post_init__(self):
+        if self.arch in ARCHS:
+            d, depth, heads, ddim, dheads = ARCHS[self.arch]
+            self.embed_dim = self.embed_dim or d
+            self.depth = self.depth or depth
+            self.num_heads = self.num_heads or heads
+            self.decoder_dim = self.decoder_dim or ddim
+            self.decoder_heads = self.decoder_heads or dheads
+        elif None in (self.embed_dim, self.depth, self.num_heads):
+            raise ValueError(
+                f"unknown arch {self.arch!r} (known: {', '.join(ARCHS)}); "
+                "a custom arch needs embed_dim, depth and num_heads"
+            )
+        if self.decoder_dim is None:
+            self.decoder_dim = self.embed_dim // 2
+        if self.decoder_heads is None:
+            self.decoder_heads = max(1, self.decoder_dim // 64)
+        if self.attention not in ("joint", "divided"):
+            raise ValueError(f"attention must be 'joint' or 'divided', got {self.attention!r}")
+        if self.num_frames % self.tubelet or self.img_size % self.patch:
+            raise ValueError(
+                f"num_frames={self.num_frames} must divide by tubelet={self.tubelet} and "
+                f"img_size={self.img_size} by patch={self.patch}"
+            )
+        for dim, heads, what in ((self.embed_dim, self.num_heads, "embed_dim"),
+                                 (self.decoder_dim, self.decoder_heads, "decoder_dim")):
+            if dim % heads:
+                raise ValueError(f"{what}={dim} is not a multiple of its {heads} heads")
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return (self.num_frames // self.tubelet, self.img_size // self.patch, self.img_size // self.patch)
+
+    @property
+    def num_patches(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def patch_dim(self) -> int:
+        return self.in_chans * self.tubelet * self.patch * self.patch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VideoMAESpec":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model spec keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
+    """(n_position, dim) float32: angle pos / 10000^(2*(j//2)/dim); sin on even j, cos on odd j."""
+    pos = torch.arange(n_position, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(j, 2, rounding_mode="floor") / dim)
+    table = torch.empty_like(angle)
+    table[:, 0::2] = torch.sin(angle[:, 0::2])
+    table[:, 1::2] = torch.cos(angle[:, 1::2])
+    return table.float()
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the whole residual branch per sample, rescale the rest."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, T, H, W) -> (B, N, D), tokens in (t, h, w) order."""
+
+    def __init__(self, in_chans: int, dim: int, tubelet: int, patch: int):
+        super().__init__()
+        self.proj = nn.Conv3d(in_chans, dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention, fused qkv, bias on q and v only, SDPA kernel."""
+
+    def __init__(self, dim: int, num_heads: int, qv_bias: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        if qv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, D = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias)
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()  # exact (erf)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Layout:
+    """Where the tokens of a sequence sit in the (T', H'W') grid, for divided attention.
+
+    ``full=True``: all T'*S tokens in order, attention groups are made by reshaping.
+    Otherwise boolean masks (B, 1, n, n) say which token pairs share a frame (spatial) or a
+    spatial position (temporal); every token always sees itself, so no row is empty.
+    """
+
+    def __init__(self, grid: tuple[int, int, int], ids: torch.Tensor | None):
+        self.t, self.s = grid[0], grid[1] * grid[2]
+        self.full = ids is None
+        if not self.full:
+            t_idx, s_idx = ids // self.s, ids % self.s
+            self.spatial_mask = (t_idx[:, :, None] == t_idx[:, None, :])[:, None]
+            self.temporal_mask = (s_idx[:, :, None] == s_idx[:, None, :])[:, None]
+
+    def spatial(self, attn: Attention, x: torch.Tensor) -> torch.Tensor:
+        if not self.full:
+            return attn(x, self.spatial_mask)
+        B, N, D = x.shape
+        return attn(x.reshape(B * self.t, self.s, D)).reshape(B, N, D)
+
+    def temporal(self, attn: Attention, x: torch.Tensor) -> torch.Tensor:
+        if not self.full:
+            return attn(x, self.temporal_mask)
+        B, N, D = x.shape
+        y = x.reshape(B, self.t, self.s, D).transpose(1, 2).reshape(B * self.s, self.t, D)
+        y = attn(y)
+        return y.reshape(B, self.s, self.t, D).transpose(1, 2).reshape(B, N, D)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; ``divided=True`` adds a temporal attention sub-block first."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, qv_bias=True, drop_path=0.0, eps=1e-6, divided=False):
+        super().__init__()
+        self.divided = divided
+        if divided:
+            self.temporal_norm = nn.LayerNorm(dim, eps=eps)
+            self.temporal_attn = Attention(dim, num_heads, qv_bias)
+            self.temporal_fc = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, qv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor, layout: Layout | None = None) -> torch.Tensor:
+        dp = lambda y: drop_path(y, self.drop_path, self.training)  # noqa: E731
+        if self.divided:
+            x = x + dp(self.temporal_fc(layout.temporal(self.temporal_attn, self.temporal_norm(x))))
+            x = x + dp(layout.spatial(self.attn, self.norm1(x)))
+        else:
+            x = x + dp(self.attn(self.norm1(x)))
+        return x + dp(self.mlp(self.norm2(x)))
+
+
+def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, layout, use_ckpt: bool) -> torch.Tensor:
+    use_ckpt = use_ckpt and torch.is_grad_enabled()
+    for blk in blocks:
+        x = checkpoint(blk, x, layout, use_reentrant=False) if use_ckpt else blk(x, layout)
+    return x
+
+
+def _strip_wrappers(name: str) -> str:
+    for prefix in ("_orig_mod.", "module."):
+        while name.startswith(prefix):
+            name = name[len(prefix):]
+    return name
+
+
+# ---------------------------------------------------------------- encoder / decoder
+
+
+class Encoder(nn.Module):
+    """Tubelet embedding + sinusoid positions + blocks (+ final norm)."""
+
+    def __init__(self, spec: VideoMAESpec, final_norm: bool):
+        super().__init__()
+        self.spec = spec
+        self.grid = spec.grid
+        self.patch_embed = PatchEmbed(spec.in_chans, spec.embed_dim, spec.tubelet, spec.patch)
+        self.register_buffer("pos_embed", sinusoid_table(spec.num_patches, spec.embed_dim)[None], persistent=False)
+        dpr = torch.linspace(0, spec.drop_path, spec.depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(spec.embed_dim, spec.num_heads, spec.mlp_ratio, spec.qv_bias, dpr[i], spec.norm_eps,
+                  divided=spec.attention == "divided")
+            for i in range(spec.depth)
+        )
+        self.norm = nn.LayerNorm(spec.embed_dim, eps=spec.norm_eps) if final_norm else nn.Identity()
+        self.grad_checkpointing = spec.grad_checkpointing
+
+    def check_input(self, video: torch.Tensor) -> None:
+        s = self.spec
+        if video.ndim != 5 or video.shape[1] != s.in_chans:
+            raise ValueError(f"expected video of shape (B, {s.in_chans}, T, H, W), got {tuple(video.shape)}")
+        _, _, T, H, W = video.shape
+        if (T, H, W) != (s.num_frames, s.img_size, s.img_size):
+            raise ValueError(
+                f"model built for {s.num_frames} frames at {s.img_size}x{s.img_size}, got {T} frames at "
+                f"{H}x{W}; build or load it with num_frames={T}, img_size={H} (position tables are rebuilt)"
+            )
+
+    def forward(self, video: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Tokens (B, n, D) for the visible token ids ``ids_keep`` (B, n) in increasing order, or all."""
+        self.check_input(video)
+        x = self.patch_embed(video)
+        x = x + self.pos_embed.to(dtype=x.dtype)
+        if ids_keep is not None:
+            x = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
+        layout = Layout(self.grid, ids_keep) if self.spec.attention == "divided" else None
+        x = _run_blocks(self.blocks, x, layout, self.grad_checkpointing and self.training)
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, spec: VideoMAESpec):
+        super().__init__()
+        dpr = torch.linspace(0, spec.drop_path, spec.decoder_depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(spec.decoder_dim, spec.decoder_heads, spec.mlp_ratio, spec.qv_bias, dpr[i], spec.norm_eps)
+            for i in range(spec.decoder_depth)
+        )
+        self.norm = nn.LayerNorm(spec.decoder_dim, eps=spec.head_norm_eps)
+        self.head = nn.Linear(spec.decoder_dim, spec.patch_dim)
+        self.grad_checkpointing = spec.grad_checkpointing
+
+    def forward(self, x: torch.Tensor, num_masked: int) -> torch.Tensor:
+        x = _run_blocks(self.blocks, x, None, self.grad_checkpointing and self.training)
+        return self.head(self.norm(x[:, -num_masked:]))
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+class _VideoMAEBase(nn.Module):
+    spec: VideoMAESpec
+    encoder: Encoder
+
+    @property
+    def num_layers(self) -> int:
+        """Number of distinct ``layer_id`` values: depth + 2 (0 = embedding, depth + 1 = head)."""
+        return self.spec.depth + 2
+
+    def layer_id(self, name: str) -> int:
+        """Layer of a parameter name for layer-wise lr decay (VideoMAE/BEiT rule).
+
+        ``encoder.patch_embed.*`` -> 0, ``encoder.blocks.{i}.*`` -> i + 1, anything else (final
+        norms, heads, decoder, mask token) -> ``num_layers - 1``. The lr scale is then
+        ``decay ** (num_layers - 1 - layer_id)``. ``module.`` / ``_orig_mod.`` prefixes are ignored.
+        """
+        name = _strip_wrappers(name)
+        if name.startswith("encoder.patch_embed.") or name.startswith("encoder.pos_embed"):
+            return 0
+        if name.startswith("encoder.blocks."):
+            return int(name.split(".")[2]) + 1
+        return self.num_layers - 1
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names to exclude from weight decay: biases, norm weights (all 1-D) and tokens.
+
+        (The position tables are fixed buffers, not parameters.)
+        """
+        return {n for n, p in self.named_parameters() if p.ndim <= 1 or n.endswith(".bias") or "token" in n}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.spec.grad_checkpointing = enable
+        for m in self.modules():
+            if hasattr(m, "grad_checkpointing") and m is not self:
+                m.grad_checkpointing = enable
+
+
+def _init_xavier(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def _init_trunc_normal(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02, a=-0.02, b=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def _zero_temporal_fc(model: nn.Module) -> None:
+    # a divided block starts as a spatial-only block (TimeSformer's initialisation idea)
+    for m in model.modules():
+        if isinstance(m, Block) and m.divided:
+            nn.init.zeros_(m.temporal_fc.weight)
+            nn.init.zeros_(m.temporal_fc.bias)
+
+
+def visible_and_masked_ids(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(ids_visible, ids_masked, num_masked) from a (B, N) bool mask, both in increasing order.
+
+    Raises ValueError when samples mask different numbers of tokens (VideoMAE-style code would
+    silently mix tokens between samples), or when no / every token is masked.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (B, N), got shape {tuple(mask.shape)}")
+    mask = mask.bool()
+    counts = mask.sum(1).tolist()  # one host sync
+    if len(set(counts)) != 1:
+        raise ValueError(
+            f"every sample must mask the same number of tokens, got masked counts {counts}; "
+            "the encoder batches visible tokens"
+        )
+    num_masked, n = counts[0], mask.shape[1]
+    if num_masked == 0 or num_masked == n:
+        raise ValueError(f"mask hides {num_masked} of {n} tokens; pretraining needs some masked and some visible")
+    ids = torch.argsort(mask.to(torch.int32), dim=1, stable=True)
+    return ids[:, : n - num_masked], ids[:, n - num_masked:], num_masked
+
+
+# ---------------------------------------------------------------- models
+
+
+class VideoMAEPretrainer(_VideoMAEBase):
+    """Masked autoencoder: ``loss, pred = model(video, mask)``.
+
+    video: (B, C, T, H, W), ImageNet-normalised. mask: (B, N) bool, True = masked (hidden from
+    the encoder), N = T/tubelet * H/patch * W/patch, same masked count in every sample; it is
+    moved to the video's device if needed. pred: (B, num_masked, tubelet*patch*patch*C), the
+    masked tokens in increasing index order, pixels flattened as (t, p, p, c).
+    """
+
+    def __init__(self, spec: VideoMAESpec):
+        super().__init__()
+        self.spec = spec
+        self.encoder = Encoder(spec, final_norm=spec.encoder_norm)
+        self.encoder_to_decoder = nn.Linear(spec.embed_dim, spec.decoder_dim, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim))
+        self.register_buffer("decoder_pos_embed", sinusoid_table(spec.num_patches, spec.decoder_dim), persistent=False)
+        self.decoder = Decoder(spec)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1), persistent=False)
+        self.apply(_init_xavier)
+        nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
+        _zero_temporal_fc(self)
+
+    @property
+    def norm_pix_loss(self) -> bool:
+        return self.spec.norm_pix_loss
+
+    def patchify(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, N, t*p*p, C) patches, tokens in (t, h, w) order."""
+        B, C, T, H, W = video.shape
+        t, p = self.spec.tubelet, self.spec.patch
+        x = video.reshape(B, C, T // t, t, H // p, p, W // p, p)
+        x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
+        return x.reshape(B, (T // t) * (H // p) * (W // p), t * p * p, C)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``patchify`` for (B, N, t*p*p*C) -> (B, C, T, H, W)."""
+        s = self.spec
+        T, Hp, Wp = s.grid
+        t, p, C = s.tubelet, s.patch, s.in_chans
+        B = patches.shape[0]
+        x = patches.reshape(B, T, Hp, Wp, t, p, p, C).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.reshape(B, C, T * t, Hp * p, Wp * p)
+
+    @torch.no_grad()
+    def targets(self, video: torch.Tensor, ids_masked: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction targets (B, n, t*p*p*C) in float32 for ``ids_masked`` (or all tokens)."""
+        if self.spec.in_chans != 3:
+            raise ValueError("targets un-normalise with ImageNet mean/std, which needs 3 channels")
+        frames = video.float() * self.pixel_std + self.pixel_mean  # back to [0, 1]
+        patches = self.patchify(frames)
+        if ids_masked is not None:
+            patches = torch.gather(patches, 1, ids_masked[:, :, None, None].expand(-1, -1, *patches.shape[2:]))
+        if self.spec.norm_pix_loss:
+            mean = patches.mean(dim=-2, keepdim=True)
+            std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt()
+            patches = (patches - mean) / (std + 1e-6)
+        return patches.flatten(2)
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.encoder.check_input(video)
+        if mask.shape != (video.shape[0], self.spec.num_patches):
+            raise ValueError(
+                f"mask must be (B, N) = ({video.shape[0]}, {self.spec.num_patches}), got {tuple(mask.shape)}"
+            )
+        mask = mask.to(video.device, non_blocking=True)
+        ids_vis, ids_masked, num_masked = visible_and_masked_ids(mask)
+        x = self.encoder(video, ids_vis)
+        x = self.encoder_to_decoder(x)
+        pos = self.decoder_pos_embed.to(dtype=x.dtype)
+        x = torch.cat([x + pos[ids_vis], self.mask_token.to(x.dtype) + pos[ids_masked]], dim=1)
+        pred = self.decoder(x, num_masked)
+        loss = F.mse_loss(pred.float(), self.targets(video, ids_masked))
+        return loss, pred
+
+
+class VideoMAEClassifier(_VideoMAEBase):
+    """Fine-tuning / linear-probe model: ``logits = c(video)``, ``feats = c.forward_features(video)``."""
+
+    def __init__(self, spec: VideoMAESpec):
+        super().__init__()
+        self.spec = spec
+        self.encoder = Encoder(spec, final_norm=False)
+        self.fc_norm = nn.LayerNorm(spec.embed_dim, eps=spec.head_norm_eps)
+        self.head_drop = nn.Dropout(spec.fc_drop)
+        self.head = nn.Linear(spec.embed_dim, spec.num_classes) if spec.num_classes > 0 else nn.Identity()
+        self.apply(_init_trunc_normal)
+        if isinstance(self.head, nn.Linear):
+            with torch.no_grad():
+                self.head.weight.mul_(spec.init_scale)
+                self.head.bias.mul_(spec.init_scale)
+        _zero_temporal_fc(self)
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def num_features(self) -> int:
+        return self.spec.embed_dim
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, D): mean over all tokens, then ``fc_norm``."""
+        return self.fc_norm(self.encoder(video).mean(dim=1))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(self.forward_features(video)))
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the head by a fresh one (VideoMAE init) for ``num_classes`` outputs."""
+        self.spec.num_classes = num_classes
+        head = nn.Linear(self.spec.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            _init_trunc_normal(head)
+            with torch.no_grad():
+                head.weight.mul_(self.spec.init_scale)
+        self.head = head.to(self.fc_norm.weight.device)
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _spec(arch: str, **kwargs) -> VideoMAESpec:
+    return VideoMAESpec(arch=arch, **kwargs)
+
+
+def build_pretrainer(arch: str = "vit_base", **kwargs) -> VideoMAEPretrainer:
+    """VideoMAE pretrainer. Keyword arguments are ``VideoMAESpec`` fields, e.g. num_frames=16,
+    img_size=224, tubelet=2, patch=16, decoder_depth=4, decoder_dim=None, norm_pix_loss=True,
+    attention="joint", drop_path=0.0, grad_checkpointing=False."""
+    kwargs.pop("num_classes", None)
+    return VideoMAEPretrainer(_spec(arch, **kwargs))
+
+
+def build_classifier(arch: str = "vit_base", num_classes: int = 400, **kwargs) -> VideoMAEClassifier:
+    """VideoMAE classifier (mean pool -> fc_norm -> head). Keyword arguments are ``VideoMAESpec``
+    fields; decoder fields are accepted and ignored so one ModelConfig builds both models."""
+    return VideoMAEClassifier(_spec(arch, num_classes=num_classes, **kwargs))
+
+
+def build_model(model_cfg, kind: str = "pretrainer", num_classes: int = 0):
+    """Build from an ``mgm.config.ModelConfig`` (or any object/dict with its fields)."""
+    d = model_cfg if isinstance(model_cfg, dict) else {
+        f.name: getattr(model_cfg, f.name) for f in fields(model_cfg)
+    }
+    d = {k: v for k, v in d.items() if k in {f.name for f in fields(VideoMAESpec)}}
+    arch = d.pop("arch", "vit_base")
+    if kind == "pretrainer":
+        return build_pretrainer(arch, **d)
+    if kind == "classifier":
+        d.pop("num_classes", None)
+        return build_classifier(arch, num_classes=num_classes, **d)
+    raise ValueError(f"kind must be 'pretrainer' or 'classifier', got {kind!r}")
