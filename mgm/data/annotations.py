@@ -201,7 +201,7 @@ def read_list(path: Path, root: str | os.PathLike = "") -> Annotations:
     except OSError as e:
         raise AnnotationError(f"{path}: cannot read ({e.strerror or e})") from None
     samples: list[Sample] = []
-    labelled = unlabelled = 0
+    labelled = unlabelled = first_unlabelled = 0
     first = True
     for lineno, raw in enumerate(lines, 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
@@ -211,6 +211,7 @@ def read_list(path: Path, root: str | os.PathLike = "") -> Annotations:
         if len(parts) == 1:
             samples.append(Sample(_list_path(parts[0], root, path), -1))
             unlabelled += 1
+            first_unlabelled = first_unlabelled or lineno
             continue
         if not _is_int(parts[-1]):
             if is_first:
@@ -221,7 +222,8 @@ def read_list(path: Path, root: str | os.PathLike = "") -> Annotations:
     if not samples:
         raise AnnotationError(f"{path}: no videos listed")
     if labelled and unlabelled:
-        raise AnnotationError(f"{path}: some lines have a label and some do not")
+        raise AnnotationError(f"{path}:{first_unlabelled}: no integer label at the end of the line, "
+                              "but other lines have one")
     classes: list[str] = []
     names_file = path.parent / "classes.txt"
     if names_file.is_file() and names_file != path:

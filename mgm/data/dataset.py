@@ -16,6 +16,7 @@ they are not decoded again, and still reported every time they are skipped.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -172,13 +173,31 @@ class VideoDataset(torch.utils.data.Dataset):
             g = transforms.center_crop(H, W, self.size)
         else:
             g = transforms.test_crops(H, W, self.size, self.cfg.data.test_crops)[crop_k]
-        out = {"video": transforms.to_tensor(transforms.apply_frames(frames, g))}
-        if self.with_mask:
-            motion, valid = self._motion(clip, g, T)
-            out.update(self._mask(motion, valid, rng))
+        out = self.transform(frames, clip, g, rng)
         out["label"] = int(sample.label)
         out["index"] = int(vid)
         out["view"] = int(view)
+        return out
+
+    def transform(self, frames: np.ndarray, clip, g: transforms.Geometry, rng: np.random.Generator) -> dict:
+        """Frames, motion grid and mask through one geometry. The mask is built on the
+        grid before the flip and mirrored with the frames (flip is the last transform, so
+        the mask of a flipped clip is exactly the mirror of the unflipped clip's mask for
+        the same draws); the returned magnitude grid is the flipped one (dx negated)."""
+        T = frames.shape[0]
+        out = {"video": transforms.to_tensor(transforms.apply_frames(frames, g))}
+        if not self.with_mask:
+            return out
+        if self.cfg.mask.on_device:
+            motion, valid = self._motion(clip, g, T)
+            out.update(self._mask(motion, valid, rng))
+            return out
+        unflipped = dataclasses.replace(g, flip=False)
+        motion, valid = self._motion(clip, unflipped, T)
+        mask = self._mask(motion, valid, rng)["mask"]
+        if g.flip:
+            mask = mask.view(self.patch_grid).flip(-1).reshape(-1)
+        out["mask"] = mask
         return out
 
     def _motion(self, clip, g, T):
@@ -208,15 +227,15 @@ def make_mask_for(mcfg, patch_grid, motion, valid, tubelet, rng) -> np.ndarray:
     """The configured mask for one transformed clip; bool (T', Hp, Wp)."""
     from mgm.masking import make_mask
 
-    options = {}
-    if mcfg.strategy in MOTION_STRATEGIES:
-        options = {"topk": mcfg.topk, "jitter": mcfg.jitter, "init": mcfg.init}
+    options = {"topk": mcfg.topk, "jitter": mcfg.jitter, "init": mcfg.init}
     mask = make_mask(mcfg.strategy, grid=patch_grid, ratio=mcfg.ratio, motion=motion,
                      motion_valid=valid, tubelet=tubelet, rng=rng, **options)
     return np.asarray(mask, dtype=bool)
 
 
 def _reason(e: BaseException, path: str) -> str:
+    if type(e).__name__ == "VideoError" and getattr(e, "reason", None):
+        return str(e.reason).splitlines()[0]
     msg = str(e).strip() or type(e).__name__
     for prefix in (f"{path}: ", f"{path}:", path):
         if msg.startswith(prefix):
