@@ -86,6 +86,9 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     layer_decay: float = 1.0          # < 1: layer-wise lr decay (fine-tuning)
     clip_grad: float | None = None
+    name: str = "adamw"               # adamw | sgd (momentum 0.9; linear probe)
+    global_batch: int = 0             # > 0: the recipe's total batch; accum_steps is derived
+                                      # as global_batch / (batch_size * world size)
 
 
 @dataclass
@@ -111,6 +114,10 @@ class RunConfig:
     keep_last: int = 2
     resume: str = ""                  # "" | auto | PATH
     max_bad_steps: int = 20           # consecutive non-finite losses before stopping
+    max_steps: int = 0                # > 0: stop after this many optimiser steps (smoke tests)
+    eval_every: int = 1               # fine-tune/linprobe: validate every N epochs (0: never)
+    threads: int = 0                  # > 0: torch.set_num_threads per process
+    tensorboard: bool = True
 
 
 @dataclass
@@ -246,3 +253,67 @@ def _coerce(value: Any, hint, key: str, where: str):
             return ""
         return str(value)
     return value
+
+
+# ---------------------------------------------------------------- checks and listing
+
+TASKS = ("pretrain", "finetune", "linprobe", "eval")
+
+
+def validate_config(cfg: Config) -> None:
+    """Errors a run would otherwise hit late (or silently): raise ConfigError with the fix."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
+    if cfg.model.num_frames != cfg.data.num_frames:
+        raise ConfigError(
+            f"model.num_frames={cfg.model.num_frames} but data.num_frames={cfg.data.num_frames}: "
+            "set both to the same value")
+    if cfg.model.img_size != cfg.data.size:
+        raise ConfigError(f"model.img_size={cfg.model.img_size} but data.size={cfg.data.size}: "
+                          "set both to the same value")
+    if cfg.model.num_frames % cfg.model.tubelet or cfg.model.img_size % cfg.model.patch:
+        raise ConfigError("model.num_frames must divide by model.tubelet and model.img_size by "
+                          "model.patch")
+    o = cfg.optim
+    if o.batch_size < 1 or o.accum_steps < 1:
+        raise ConfigError("optim.batch_size and optim.accum_steps must be >= 1")
+    if o.name not in ("adamw", "sgd"):
+        raise ConfigError(f"optim.name must be adamw or sgd, got {o.name!r}")
+    if len(o.betas) != 2:
+        raise ConfigError(f"optim.betas needs two numbers, got {o.betas}")
+    if not 0 < o.layer_decay <= 1:
+        raise ConfigError(f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
+    if o.warmup_epochs < 0 or o.epochs < 1:
+        raise ConfigError("optim.epochs must be >= 1 and optim.warmup_epochs >= 0")
+    if not 0 <= cfg.mask.ratio < 1:
+        raise ConfigError(f"mask.ratio must be in [0, 1), got {cfg.mask.ratio}")
+    if cfg.finetune.repeated_aug < 1:
+        raise ConfigError("finetune.repeated_aug must be >= 1")
+    if cfg.run.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"run.precision must be auto, fp32, bf16 or fp16, got {cfg.run.precision!r}")
+    if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
+        raise ConfigError(f"run.device must be auto, cpu or cuda, got {cfg.run.device!r}")
+
+
+def accum_steps_for(cfg: Config, world_size: int) -> int:
+    """Micro-batches per optimiser step: optim.global_batch fixes the recipe's total batch
+    whatever the number of processes; otherwise optim.accum_steps."""
+    o = cfg.optim
+    if o.global_batch <= 0:
+        return o.accum_steps
+    per_step = o.batch_size * world_size
+    if o.global_batch % per_step:
+        raise ConfigError(
+            f"optim.global_batch={o.global_batch} is not a multiple of optim.batch_size "
+            f"({o.batch_size}) x processes ({world_size}); change optim.batch_size, or set "
+            "optim.global_batch=0 to use optim.accum_steps")
+    return o.global_batch // per_step
+
+
+def preset_description(name: str) -> str:
+    """The first comment line of a preset file."""
+    path = PRESET_DIR / f"{name}.yaml"
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""

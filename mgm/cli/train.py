@@ -1,0 +1,131 @@
+"""`mgm pretrain|finetune|linprobe|eval --config CONFIG [key=value ...]` and `mgm configs`.
+
+CONFIG is a preset name (`mgm configs` lists them) or a YAML path; `key=value` overrides any
+field of the config tree (`optim.epochs=3 data.train=LIST data.root=DIR mask.ratio=0.9`).
+Multi-process: `torchrun --nproc_per_node N -m mgm pretrain --config ...` (torch is imported
+only when a command runs).
+"""
+from __future__ import annotations
+
+import sys
+
+TASK_HELP = {
+    "pretrain": "masked-autoencoder pretraining with motion-guided (or other) masks",
+    "finetune": "supervised fine-tuning (VideoMAE recipe) + multi-view test",
+    "linprobe": "linear probe on frozen features (BatchNorm + linear)",
+    "eval": "multi-view test of a fine-tuned checkpoint (model.init=...)",
+}
+
+
+def register(sub) -> None:
+    for task, help_ in TASK_HELP.items():
+        p = sub.add_parser(task, help=help_, description=f"{help_}. " + _USAGE)
+        p.add_argument("--config", "-c", required=True, metavar="CONFIG",
+                       help="preset name (see `mgm configs`) or YAML file")
+        p.add_argument("--resume", metavar="auto|PATH", default=None,
+                       help="continue from the newest checkpoint in run.out_dir (auto) or PATH "
+                            "(same as run.resume=...)")
+        p.add_argument("--out", metavar="DIR", default=None, help="output directory (run.out_dir)")
+        p.add_argument("--print-config", action="store_true",
+                       help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", metavar="key=value")
+        p.set_defaults(func=_runner(task))
+    c = sub.add_parser("configs", help="list the config presets")
+    c.add_argument("name", nargs="?", help="print this preset fully resolved")
+    c.set_defaults(func=_configs)
+
+
+_USAGE = ("Overrides: key=value for any config field, e.g. optim.epochs=3 data.train=LIST "
+          "data.root=DIR model.init=CKPT. Several processes: torchrun --nproc_per_node N -m mgm ...")
+
+
+def _load(args, task: str):
+    from mgm.cli import UserError
+    from mgm.config import ConfigError, load_config, validate_config
+
+    overrides = list(args.overrides)
+    if args.resume is not None:
+        overrides.append(f"run.resume={args.resume}")
+    if args.out is not None:
+        overrides.append(f"run.out_dir={args.out}")
+    try:
+        cfg = load_config(args.config, overrides)
+        cfg.task = task
+        validate_config(cfg)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    return cfg
+
+
+def _runner(task: str):
+    def run(args) -> int:
+        from mgm.cli import UserError
+
+        cfg = _load(args, task)
+        if args.print_config:
+            import yaml
+
+            from mgm.config import config_to_dict
+
+            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+            return 0
+        if task in ("pretrain", "finetune") and not cfg.data.train:
+            raise UserError("no training data: set data.train=LIST_OR_DIR (and data.root=DIR for "
+                            "relative paths); `mgm data synth DIR` makes a small demo set")
+        from mgm.engine.trainer import TrainingStopped
+
+        try:
+            if task == "pretrain":
+                from mgm.engine.pretrain import run_pretrain as fn
+            elif task == "finetune":
+                from mgm.engine.finetune import run_finetune as fn
+            elif task == "linprobe":
+                from mgm.engine.linprobe import run_linprobe as fn
+            else:
+                from mgm.engine.finetune import run_eval as fn
+            result = fn(cfg)
+        except TrainingStopped as e:
+            print(f"mgm {task}: stopped: {e}", file=sys.stderr)
+            return 3
+        except (ValueError, FileNotFoundError) as e:
+            # configuration / data / checkpoint problems: a message, not a traceback
+            if type(e).__name__ in ("ConfigError", "AnnotationError", "CheckpointError",
+                                    "FileNotFoundError", "ValueError"):
+                raise UserError(str(e)) from None
+            raise
+        if isinstance(result, dict) and "step" in result:
+            t = result.get("timing", {})
+            steps = t.get("steps", 0)
+            tail = ""
+            if steps:
+                total = t["data"] + t["compute"]
+                tail = (f"; {steps / total:.3g} steps/s, {t['clips'] / total:.3g} clips/s, "
+                        f"data wait {100 * t['data'] / total:.0f}% of step time")
+            import os
+
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"done: step {result['step']}, epoch {result['epoch']}, "
+                      f"{result['bad_steps']} skipped steps{tail}; output in {cfg.run.out_dir}")
+        return 0
+
+    return run
+
+
+def _configs(args) -> int:
+    from mgm.cli import UserError
+    from mgm.config import ConfigError, config_to_dict, list_presets, load_config, preset_description
+
+    if args.name:
+        import yaml
+
+        try:
+            cfg = load_config(args.name)
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
+    names = list_presets()
+    width = max(len(n) for n in names) if names else 0
+    for n in names:
+        print(f"{n:<{width}}  {preset_description(n)}")
+    return 0

@@ -1,0 +1,154 @@
+"""Multi-view evaluation: softmax per view, average per video, top-1/top-5, a predictions CSV.
+
+Each view (temporal clip x spatial crop) is turned into probabilities with a softmax *before*
+averaging (VideoMAE's own fix of averaging raw logits). Views are spread over ranks by a
+non-shuffling distributed sampler that pads the last batch by wrapping around; the padded
+positions are known (global position >= dataset length) and dropped where they are predicted,
+so no view is counted twice. Each rank sums probabilities per video; the partial sums are
+gathered and added, and a view seen on two ranks is an error.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mgm.engine import distributed as du
+from mgm.engine.samplers import ResumableDistributedSampler
+
+
+def softmax_np(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def accumulate_views(partial: dict, indices, views, logits, labels) -> dict:
+    """Add per-view records to ``partial`` = {index: [prob_sum, {views}, label]}."""
+    probs = softmax_np(np.asarray(logits, dtype=np.float64))
+    for i, v, p, y in zip(indices, views, probs, labels):
+        i, v = int(i), int(v)
+        entry = partial.get(i)
+        if entry is None:
+            partial[i] = [p.copy(), {v}, int(y)]
+        elif v in entry[1]:
+            continue                      # the same view twice on one rank: count it once
+        else:
+            entry[0] += p
+            entry[1].add(v)
+    return partial
+
+
+def combine_partials(partials: list[dict]) -> dict:
+    """Add the per-rank partial sums; a view present on two ranks raises ValueError."""
+    out: dict = {}
+    for part in partials:
+        for i, (s, vs, y) in part.items():
+            if i not in out:
+                out[i] = [np.array(s, dtype=np.float64), set(vs), y]
+                continue
+            dup = out[i][1] & set(vs)
+            if dup:
+                raise ValueError(f"video {i}: views {sorted(dup)} were predicted on two ranks")
+            out[i][0] += s
+            out[i][1] |= set(vs)
+    return out
+
+
+def finalize(merged: dict, ks=(1, 5)) -> tuple[dict, list[dict]]:
+    """Metrics and one row per video (sorted by index) from combined partial sums."""
+    rows = []
+    correct = {k: 0 for k in ks}
+    for i in sorted(merged):
+        s, vs, y = merged[i]
+        p = s / len(vs)
+        order = np.argsort(-p, kind="stable")
+        for k in ks:
+            correct[k] += int(y in order[:k].tolist())
+        rows.append({"index": i, "label": y, "pred": int(order[0]), "prob": float(p[order[0]]),
+                     "top5": [int(c) for c in order[:5]], "views": len(vs), "probs": p})
+    n = len(rows)
+    metrics = {f"top{k}": (100.0 * correct[k] / n if n else float("nan")) for k in ks}
+    metrics["videos"] = n
+    return metrics, rows
+
+
+def merge_views(indices, views, logits, labels, ks=(1, 5)) -> tuple[dict, list[dict]]:
+    """Single-process convenience: records -> (metrics, rows)."""
+    return finalize(accumulate_views({}, indices, views, logits, labels), ks)
+
+
+def write_predictions(path: str | Path, rows: list[dict], paths: list[str] | None = None,
+                      classes: list[str] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "path", "label", "pred", "pred_name", "correct", "prob", "top5", "views"])
+        for r in rows:
+            name = classes[r["pred"]] if classes and r["pred"] < len(classes) else ""
+            p = paths[r["index"]] if paths and r["index"] < len(paths) else ""
+            w.writerow([r["index"], p, r["label"], r["pred"], name, int(r["pred"] == r["label"]),
+                        f"{r['prob']:.6f}", " ".join(map(str, r["top5"])), r["views"]])
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batch_size: int,
+             csv_path: str | Path | None = None, collate_fn=None, desc: str = "eval") -> dict:
+    """Run ``forward`` over every view of ``dataset`` on all ranks; metrics on every rank.
+
+    Items must carry ``video``, ``label``, ``index`` (the video) and ``view``.
+    """
+    from mgm.engine.trainer import make_loader
+
+    d = ctx.dist
+    sampler = ResumableDistributedSampler(len(dataset), d.world_size, d.rank, shuffle=False)
+    loader = make_loader(ctx, dataset, sampler, batch_size, False, collate_fn)
+    n = len(dataset)
+    partial: dict = {}
+    losses = []
+    seen = 0
+    bar = None
+    if d.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=math.ceil(len(sampler) / batch_size), desc=desc, unit="batch",
+                   dynamic_ncols=True, leave=False)
+    for batch in loader:
+        b = batch["video"].shape[0]
+        # global position of each item of this rank: rank + W * k
+        pos = d.rank + d.world_size * torch.arange(seen, seen + b)
+        seen += b
+        keep = (pos < n).numpy()
+        video = batch["video"].to(ctx.device, non_blocking=True)
+        with ctx.autocast():
+            logits = forward(video)
+        logits = logits.float().cpu()
+        labels = batch["label"]
+        if keep.any():
+            lk = logits[keep]
+            yk = labels[keep]
+            if int(yk.min()) >= 0:
+                losses.append(float(torch.nn.functional.cross_entropy(lk, yk.long(), reduction="sum")))
+            accumulate_views(partial, batch["index"][keep].tolist(),
+                             batch.get("view", torch.zeros(b, dtype=torch.long))[keep].tolist(),
+                             lk.numpy(), yk.tolist())
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    merged = combine_partials(du.all_gather_object(partial))
+    metrics, rows = finalize(merged)
+    loss_sum = sum(du.all_gather_object(sum(losses)))
+    metrics["loss"] = loss_sum / max(1, sum(len(r[1]) for r in merged.values()))
+    if csv_path is not None and d.is_main:
+        samples = getattr(dataset, "samples", None)
+        paths = [getattr(s, "path", "") for s in samples] if samples is not None else None
+        write_predictions(csv_path, rows, paths, getattr(dataset, "classes", None))
+    return metrics

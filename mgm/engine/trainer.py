@@ -1,0 +1,486 @@
+"""The training loop shared by pretraining, fine-tuning and linear probing.
+
+One optimiser step = ``accum_steps`` micro-batches of ``optim.batch_size`` clips per process
+(times ``finetune.repeated_aug`` copies when repeated augmentation is on). Per step:
+
+1. the lr of the step is set from the cosine schedule (per-group ``lr_scale`` = layer decay);
+2. forward/backward per micro-batch under autocast (bf16/fp16 on GPU, fp32 on CPU), DDP
+   gradient sync only on the last micro-batch;
+3. the loss is averaged over ranks; a non-finite loss (or gradient norm) on any rank skips the
+   step on every rank (gradients dropped, nothing updated), is counted and logged; more than
+   ``run.max_bad_steps`` in a row stops the run with :class:`TrainingStopped`, leaving the last
+   checkpoint as it was;
+4. gradient clipping (``optim.clip_grad``), optimiser step (through GradScaler for fp16);
+5. checkpoint every ``run.ckpt_every_steps`` steps and at each epoch end (rank 0, atomic).
+
+Resume (``run.resume=auto|PATH``) restores weights, optimiser, scaler, schedule, the epoch and
+position inside it (the sampler skips what was consumed) and every rank's RNG states, so the
+loss curve continues exactly as if the run had not stopped (CPU, same seed, same world size).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mgm.config import Config, accum_steps_for, config_to_dict, save_config, validate_config
+from mgm.engine import distributed as du
+from mgm.engine.checkpoint import CheckpointManager, resolve_resume
+from mgm.engine.logging import RunLogger
+from mgm.engine.optim import CosineSchedule, build_optimizer, scaled_lr
+from mgm.engine.samplers import ResumableDistributedSampler
+
+# test hook: SIGKILL this process right after optimiser step N (and its checkpoint, if any)
+KILL_ENV = "MGM_TEST_KILL_AFTER_STEP"
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped itself (e.g. repeated non-finite losses); the message says why."""
+
+
+# ---------------------------------------------------------------- run context
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    dist: du.DistInfo
+    out_dir: Path
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    accum_steps: int
+    logger: RunLogger | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _amp(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    p = cfg.run.precision
+    if p == "auto":
+        p = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else (
+            "fp16" if device.type == "cuda" else "fp32")
+    if p == "fp32":
+        return None, False
+    if p == "fp16" and device.type != "cuda":
+        raise TrainingStopped("run.precision=fp16 needs a GPU; use fp32 (or bf16) on CPU")
+    return (torch.bfloat16 if p == "bf16" else torch.float16), p == "fp16"
+
+
+def setup_run(cfg: Config) -> RunContext:
+    """Validate, init the process group, seed, create the output directory, save the config."""
+    validate_config(cfg)
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    dist = du.init_distributed(cfg.run.device)
+    accum = accum_steps_for(cfg, dist.world_size)
+    seed_everything(cfg.run.seed + dist.rank)
+    amp_dtype, fp16 = _amp(cfg, dist.device)
+    scaler = torch.amp.GradScaler("cuda") if fp16 else None
+    out = Path(cfg.run.out_dir)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")    # the resolved config of this run
+    du.barrier()
+    return RunContext(cfg, dist, out, amp_dtype, scaler, accum)
+
+
+def make_loader(ctx: RunContext, dataset, sampler, batch_size: int, drop_last: bool, collate_fn=None):
+    from torch.utils.data import DataLoader
+
+    nw = ctx.cfg.data.num_workers
+    kwargs = {}
+    if nw > 0:
+        kwargs.update(persistent_workers=True, prefetch_factor=2)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=nw, drop_last=drop_last,
+        collate_fn=collate_fn, pin_memory=ctx.device.type == "cuda",
+        # a private generator: making an iterator must not consume the global torch RNG,
+        # or a resumed run would draw different drop-path / mixup numbers than the original
+        generator=torch.Generator().manual_seed(ctx.cfg.run.seed), **kwargs)
+
+
+class RepeatedAugDataset(torch.utils.data.Dataset):
+    """Repeated augmentation: item ``j`` is sample ``j // r`` drawn with its own augmentation
+    (copy ``c = j % r`` shifts the dataset's seed, whose draws are otherwise a pure function of
+    (seed, epoch, index)). Pair with ``ResumableDistributedSampler(repeats=r)``."""
+
+    def __init__(self, dataset, repeats: int):
+        self.dataset = dataset
+        self.repeats = repeats
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.repeats
+
+    def __getattr__(self, name):
+        if name in ("dataset", "repeats"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, j: int):
+        i, c = divmod(j, self.repeats)
+        if c == 0 or not hasattr(self.dataset, "seed"):
+            return self.dataset[i]
+        old = self.dataset.seed
+        self.dataset.seed = (old + 0x9E3779B1 * c) & 0xFFFFFFFF
+        try:
+            return self.dataset[i]
+        finally:
+            self.dataset.seed = old
+
+
+def wrap_model(ctx: RunContext, model: torch.nn.Module, trainable: bool = True):
+    """DDP (when distributed and there is something to train) and optional torch.compile."""
+    model.to(ctx.device)
+    train_model = model
+    if ctx.dist.distributed and trainable:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        train_model = DDP(model, device_ids=ids)
+    if ctx.cfg.run.compile:
+        train_model = torch.compile(train_model)
+    return train_model
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    clips: int
+    stats: dict = field(default_factory=dict)   # extra scalars (already python floats or tensors)
+
+
+def _ddp_no_sync(model, enabled: bool):
+    fn = getattr(model, "no_sync", None)
+    return fn() if enabled and callable(fn) else nullcontext()
+
+
+def _grad_norm(params: list[torch.Tensor], max_norm: float | None) -> torch.Tensor:
+    if max_norm is not None and max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+class Trainer:
+    """Runs ``epochs`` of ``step_fn(batch) -> StepOutput`` with everything in the module doc.
+
+    ``model``: the raw module (checkpointed); ``train_model``: what ``step_fn`` calls (DDP /
+    compiled wrapper); ``stateful``: extra objects with state_dict/load_state_dict to checkpoint
+    (mixup, probe head...); ``save_weights(model, dir)`` writes the weights of a checkpoint;
+    ``load_weights(model, dir)`` reads them back; ``on_epoch_end(epoch) -> dict`` (e.g. validate).
+    """
+
+    def __init__(self, ctx: RunContext, model: torch.nn.Module, train_model, dataset,
+                 step_fn: Callable[[dict], StepOutput], params: list[torch.Tensor] | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, collate_fn=None,
+                 stateful: dict | None = None,
+                 save_weights: Callable[[torch.nn.Module, Path], None] | None = None,
+                 load_weights: Callable[[torch.nn.Module, Path], None] | None = None,
+                 on_epoch_end: Callable[[int], dict] | None = None, desc: str = "train",
+                 shuffle: bool = True, repeats: int = 1):
+        cfg = ctx.cfg
+        self.ctx, self.cfg = ctx, cfg
+        self.model, self.train_model, self.step_fn = model, train_model, step_fn
+        self.repeats = max(1, repeats)
+        self.dataset = RepeatedAugDataset(dataset, self.repeats) if self.repeats > 1 else dataset
+        self.base_dataset = dataset
+        d = ctx.dist
+        self.sampler = ResumableDistributedSampler(
+            len(dataset), num_replicas=d.world_size, rank=d.rank, shuffle=shuffle,
+            seed=cfg.run.seed, repeats=self.repeats, drop_last=False)
+        self.loader_batch = cfg.optim.batch_size * self.repeats
+        self.loader = make_loader(ctx, self.dataset, self.sampler, self.loader_batch, True, collate_fn)
+        self.micro_per_epoch = len(self.sampler) // self.loader_batch
+        self.steps_per_epoch = self.micro_per_epoch // ctx.accum_steps
+        if self.steps_per_epoch < 1:
+            raise TrainingStopped(
+                f"the training set ({len(dataset)} videos) gives no full optimiser step with "
+                f"batch {cfg.optim.batch_size} x {ctx.accum_steps} accumulation x "
+                f"{d.world_size} processes; lower optim.batch_size")
+        self.global_batch = cfg.optim.batch_size * ctx.accum_steps * d.world_size
+        self.lr = scaled_lr(cfg.optim.base_lr, self.global_batch)
+        self.params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = optimizer or build_optimizer(cfg, model, self.lr)
+        self.total_steps = cfg.optim.epochs * self.steps_per_epoch
+        self.schedule = CosineSchedule(self.optimizer, self.lr, self.total_steps,
+                                       round(cfg.optim.warmup_epochs * self.steps_per_epoch),
+                                       cfg.optim.min_lr)
+        self.stateful = stateful or {}
+        self.save_weights = save_weights or self._save_weights
+        self.load_weights = load_weights or _load_weights
+        self.on_epoch_end = on_epoch_end
+        self.desc = desc
+        self.ckpt = CheckpointManager(ctx.out_dir, cfg.run.keep_last)
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.bad_steps_total = 0
+        self.bad_in_a_row = 0
+        self.last_ckpt: Path | None = None
+        self.history: list[dict] = []      # per step: step, loss, lr (every rank)
+        self.timing = {"data": 0.0, "compute": 0.0, "steps": 0, "clips": 0}
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        rng = du.all_gather_object(rng_state())
+        return {
+            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.ctx.scaler.state_dict() if self.ctx.scaler else None,
+            "schedule": self.schedule.state_dict(),
+            "sampler": {"epoch": self.epoch, "start": self.step_in_epoch * self.ctx.accum_steps * self.loader_batch},
+            "rng": rng, "world_size": self.ctx.dist.world_size,
+            "bad_steps_total": self.bad_steps_total, "bad_in_a_row": self.bad_in_a_row,
+            "stateful": du.all_gather_object({k: v.state_dict() for k, v in self.stateful.items()}),
+            "global_batch": self.global_batch,
+        }
+
+    def save(self) -> None:
+        state = self.state_dict()      # collective: every rank takes part
+        if self.ctx.dist.is_main:
+            def write(d: Path):
+                self.save_weights(self.model, d)
+                torch.save(state, d / "trainer.pt")
+
+            self.last_ckpt = self.ckpt.save(self.step, write, {"epoch": self.epoch,
+                                                               "step_in_epoch": self.step_in_epoch})
+        du.barrier()
+
+    def resume(self, path: Path) -> None:
+        self.load_weights(self.model, path)
+        st = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+        if st.get("global_batch") != self.global_batch:
+            raise TrainingStopped(f"{path}: saved with global batch {st.get('global_batch')}, this run "
+                                  f"has {self.global_batch}; resume with the same batch settings")
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.ctx.scaler is not None and st.get("scaler"):
+            self.ctx.scaler.load_state_dict(st["scaler"])
+        self.schedule.load_state_dict(st["schedule"])
+        self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
+        self.bad_steps_total = st.get("bad_steps_total", 0)
+        self.bad_in_a_row = st.get("bad_in_a_row", 0)
+        r = self.ctx.dist.rank
+        same_world = st.get("world_size") == self.ctx.dist.world_size
+        if not same_world and self.ctx.dist.is_main:
+            print(f"warning: {path} was written by {st.get('world_size')} processes, this run has "
+                  f"{self.ctx.dist.world_size}: RNG streams restart (the curve will not match exactly)",
+                  file=sys.stderr)
+        states = st.get("stateful") or [{}]
+        mine = states[r] if same_world and r < len(states) else states[0]
+        for k, obj in self.stateful.items():
+            if k in mine:
+                obj.load_state_dict(mine[k])
+        if same_world:
+            set_rng_state(st["rng"][r])
+        self.last_ckpt = path
+
+    # ------------------------------------------------------------ run
+
+    def fit(self) -> dict:
+        ctx, cfg = self.ctx, self.cfg
+        resume = resolve_resume(cfg.run.resume, ctx.out_dir)
+        if resume is not None:
+            self.resume(resume)
+        max_steps = cfg.run.max_steps or self.total_steps
+        max_steps = min(max_steps, self.total_steps)
+        ctx.logger = logger = RunLogger(ctx.out_dir, enabled=ctx.dist.is_main,
+                                        tensorboard=cfg.run.tensorboard, total_steps=max_steps,
+                                        initial_step=self.step, desc=self.desc)
+        if resume is not None:
+            logger.message(f"resumed from {resume} at step {self.step} (epoch {self.epoch}, "
+                           f"step {self.step_in_epoch} of {self.steps_per_epoch})")
+        logger.message(
+            f"{self.desc}: {len(self.base_dataset)} videos, {ctx.dist.world_size} process(es) on "
+            f"{ctx.device}, global batch {self.global_batch} (per process {cfg.optim.batch_size} x "
+            f"{ctx.accum_steps} accumulation{f' x {self.repeats} repeated aug' if self.repeats > 1 else ''}), "
+            f"lr {self.lr:.3g}, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps")
+        bad_log = None
+        if ctx.dist.is_main:
+            from mgm.data import BadVideoLog
+
+            bad_log = BadVideoLog(ctx.out_dir / "bad_videos.jsonl")
+        kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
+        done = self.step >= max_steps
+        try:
+            while not done and self.epoch < cfg.optim.epochs:
+                done = self._epoch(max_steps, bad_log, kill_at)
+        finally:
+            logger.close()
+        return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
+                "history": self.history, "timing": dict(self.timing),
+                "checkpoint": str(self.last_ckpt) if self.last_ckpt else None}
+
+    def _epoch(self, max_steps: int, bad_log, kill_at: int) -> bool:
+        ctx, cfg, logger = self.ctx, self.cfg, self.ctx.logger
+        if hasattr(self.base_dataset, "set_epoch"):
+            self.base_dataset.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start(self.step_in_epoch * ctx.accum_steps * self.loader_batch)
+        accum = ctx.accum_steps
+        self.train_model.train()
+        it = iter(self.loader)
+        while self.step_in_epoch < self.steps_per_epoch and self.step < max_steps:
+            t0 = time.perf_counter()
+            lr = self.schedule.apply(self.step)
+            loss_sum, clips, bad, stats_acc, t_data = 0.0, 0, False, {}, 0.0
+            self.optimizer.zero_grad(set_to_none=True)
+            for micro in range(accum):
+                td = time.perf_counter()
+                batch = next(it)
+                t_data += time.perf_counter() - td
+                if bad_log is not None and "bad" in batch:
+                    bad_log.update(batch["bad"])
+                last = micro == accum - 1
+                with _ddp_no_sync(self.train_model, not last):
+                    with ctx.autocast():
+                        out = self.step_fn(batch)
+                    loss = out.loss
+                    scaled = loss / accum
+                    if ctx.scaler is not None:
+                        scaled = ctx.scaler.scale(scaled)
+                    scaled.backward()
+                red = du.all_reduce_mean(loss.detach().float().reshape(1).to(ctx.device))
+                lv = float(red.item())
+                if not math.isfinite(lv):
+                    bad = True
+                loss_sum += lv
+                clips += out.clips
+                for k, v in out.stats.items():
+                    stats_acc[k] = stats_acc.get(k, 0.0) + float(v) / accum
+            loss_val = loss_sum / accum
+            gnorm = float("nan")
+            if not bad:
+                if ctx.scaler is not None:
+                    ctx.scaler.unscale_(self.optimizer)
+                gn = _grad_norm(self.params, cfg.optim.clip_grad)
+                gnorm = float(gn)
+                if not math.isfinite(gnorm) and ctx.scaler is None:
+                    bad = True
+            if bad:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.bad_steps_total += 1
+                self.bad_in_a_row += 1
+                logger.log("train", self.step + 1, nonfinite=1, loss=loss_val, lr=lr,
+                           bad_steps_total=self.bad_steps_total)
+                logger.message(f"step {self.step + 1}: non-finite loss/gradient ({loss_val}); step "
+                               f"skipped ({self.bad_in_a_row} in a row, {self.bad_steps_total} in total)")
+                if self.bad_in_a_row > cfg.run.max_bad_steps:
+                    where = self.last_ckpt or "none written yet"
+                    raise TrainingStopped(
+                        f"{self.bad_in_a_row} optimiser steps in a row had a non-finite loss or "
+                        f"gradient (run.max_bad_steps={cfg.run.max_bad_steps}); stopping. The last "
+                        f"checkpoint is intact: {where}. Lower the lr, check the data, or use "
+                        "run.precision=fp32/bf16.")
+            else:
+                self.bad_in_a_row = 0
+                if ctx.scaler is not None:
+                    ctx.scaler.step(self.optimizer)
+                    ctx.scaler.update()
+                else:
+                    self.optimizer.step()
+            self.schedule.step_num = self.step + 1
+            self.step += 1
+            self.step_in_epoch += 1
+            dt = time.perf_counter() - t0
+            global_clips = clips * ctx.dist.world_size
+            self.timing["data"] += t_data
+            self.timing["compute"] += dt - t_data
+            self.timing["steps"] += 1
+            self.timing["clips"] += global_clips
+            self.history.append({"step": self.step, "loss": loss_val, "lr": lr, "skipped": bad})
+            rec = {"loss": loss_val, "lr": lr, "clips_per_s": global_clips / max(dt, 1e-9),
+                   "steps_per_s": 1.0 / max(dt, 1e-9), "data_time": t_data, "step_time": dt,
+                   "grad_norm": gnorm, "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
+                   **stats_acc}
+            if self.step % max(1, cfg.run.log_every) == 0 or self.step == max_steps:
+                logger.log("train", self.step, **rec)
+            logger.progress(1, loss=loss_val, lr=lr, clips_s=rec["clips_per_s"])
+            end_of_epoch = self.step_in_epoch >= self.steps_per_epoch
+            if (cfg.run.ckpt_every_steps and self.step % cfg.run.ckpt_every_steps == 0
+                    and not end_of_epoch):
+                self.save()
+            if kill_at and self.step == kill_at and not end_of_epoch:
+                os.kill(os.getpid(), signal.SIGKILL)
+        finished = self.step_in_epoch >= self.steps_per_epoch
+        del it
+        if finished:
+            if bad_log is not None:
+                bad_log.end_epoch(self.epoch)
+            metrics = self.on_epoch_end(self.epoch) if self.on_epoch_end else {}
+            if metrics:
+                logger.log("val", self.step, epoch=self.epoch + 1, **metrics)
+                logger.message(f"epoch {self.epoch + 1}: " + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.save()
+        elif self.step >= max_steps and (cfg.run.ckpt_every_steps == 0 or self.step % cfg.run.ckpt_every_steps):
+            self.save()   # stopped by run.max_steps mid-epoch: keep the position
+        if kill_at and self.step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.step >= max_steps
+
+
+    def _save_weights(self, model: torch.nn.Module, d: Path) -> None:
+        from mgm.models import save_checkpoint
+
+        save_checkpoint(model, d / "model.safetensors", config=config_to_dict(self.cfg),
+                        extra={"step": self.step, "epoch": self.epoch})
+
+
+# ---------------------------------------------------------------- weights
+
+
+
+def _load_weights(model: torch.nn.Module, d: Path) -> None:
+    from safetensors.torch import load_file
+
+    from mgm.models.checkpoint import unwrap
+
+    sd = load_file(str(d / "model.safetensors"))
+    unwrap(model).load_state_dict(sd, strict=True)
