@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "mgm.cli.motion",   # mgm motion VIDEO
     "mgm.cli.data",     # mgm data check|transcode|synth
     "mgm.cli.bench",    # mgm bench {motion,masks,loader,model}
+    "mgm.cli.export",   # mgm export CHECKPOINT --to hf DIR
     "mgm.cli.train",    # mgm pretrain|finetune|linprobe|eval, mgm configs
 ]
 

@@ -179,7 +179,7 @@ def hf_to_ours(sd: dict) -> dict:
     return out
 
 
-def ours_to_hf(sd: dict, names: str = "5") -> dict:
+def ours_to_hf(sd: dict, names: str = "4") -> dict:
     """Our names -> transformers VideoMAE names; ``names="4"`` writes 4.x ``q_bias``/``v_bias``."""
     if names not in ("4", "5"):
         raise ValueError("names must be '4' or '5'")
@@ -290,6 +290,7 @@ def hf_config_from_spec(spec: VideoMAESpec, kind: str, id2label: dict | None = N
         "initializer_range": 0.02,
         "layer_norm_eps": spec.norm_eps,
         "qv_bias": spec.qv_bias,
+        "qkv_bias": spec.qv_bias,  # transformers 4.x's name for the same switch
         "use_mean_pooling": (not spec.encoder_norm) if kind == "pretrainer" else True,
         "decoder_num_attention_heads": spec.decoder_heads,
         "decoder_hidden_size": spec.decoder_dim,

@@ -20,11 +20,12 @@ from torch import nn
 from mgm.models.checkpoint import CheckpointError, _kind_of, hf_config_from_spec, load_checkpoint, ours_to_hf, unwrap
 
 
-def export_hf(source, out_dir, names: str = "5", id2label: dict | None = None) -> Path:
+def export_hf(source, out_dir, names: str = "4", id2label: dict | None = None) -> Path:
     """Write ``config.json`` + ``model.safetensors`` into ``out_dir``; returns it.
 
-    source: a model or any checkpoint ``load_checkpoint`` reads. names: "5" (transformers 5.x
-    ``query.bias``/``value.bias``) or "4" (4.x ``q_bias``/``v_bias``; 5.x renames these on load).
+    source: a model or any checkpoint ``load_checkpoint`` reads. names: "4" (``q_bias``/``v_bias``:
+    what transformers 4.x writes, and what 5.x still writes on disk, renaming on load; default) or
+    "5" (5.x in-memory names ``query.bias``/``value.bias``, which 4.x cannot read).
     """
     from safetensors.torch import save_file
 
@@ -36,8 +37,6 @@ def export_hf(source, out_dir, names: str = "5", id2label: dict | None = None) -
     if kind == "classifier" and spec.num_classes == 0:
         raise CheckpointError("a classifier without a head (num_classes=0) cannot be exported as VideoMAEForVideoClassification")
     sd = ours_to_hf({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, names)
-    if kind == "pretrainer" and not spec.encoder_norm:
-        pass  # use_mean_pooling=True in the config: transformers builds no encoder norm either
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = hf_config_from_spec(spec, kind, id2label)
