@@ -15,6 +15,7 @@ import sys
 # Order here is the order in `mgm --help`.
 COMMAND_MODULES = [
     "mgm.cli.motion",   # mgm motion VIDEO
+    "mgm.cli.masks",    # mgm masks VIDEO
     "mgm.cli.data",     # mgm data check|transcode|synth
     "mgm.cli.bench",    # mgm bench {motion,masks,loader,model}
     "mgm.cli.export",   # mgm export CHECKPOINT --to hf DIR
