@@ -10,6 +10,7 @@ import importlib
 # name -> (module, one-line help)
 BENCHMARKS = {
     "motion": ("mgm.video.bench", "decode time: RGB only vs + codec motion vs + DIS flow"),
+    "masks": ("mgm.masking.bench", "µs per mask per strategy, per clip and batched (vs decode time)"),
     "model": ("mgm.models.bench", "pretraining step forward+backward time and memory, mask ratios side by side"),
 }
 

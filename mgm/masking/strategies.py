@@ -112,13 +112,14 @@ def _sym(xp, u, bound: float):
 
 
 def _zero_sum_offsets(xp, u, bound: float):
-    """Zero-sum steps s (B, S) from draws u (B, S) (uniform in [-bound, bound] minus their
-    mean) and the offsets O (B, S+1) = [0, s0, s0+s1, ..., Σs = 0]. Exact: Σ s_t == 0."""
+    """Zero-sum steps s (B, S, K) from draws u (B, S, K) (uniform in [-bound, bound] minus
+    their mean over S) and the offsets O (B, S+1, K) = [0, s0, s0+s1, ..., Σs]. Exact: the
+    last offset is 0 (all sums are of 1/Q-quantised values, exact in float64)."""
     q = _sym(xp, u, bound)
-    n = q.shape[-1]
-    total = xp.sum(q, -1)[:, None]                     # exact (dyadic values)
-    c = xp.cumsum(q, -1)                               # exact
-    t = xp.arange(n) + 1.0
+    n = q.shape[1]
+    total = xp.sum(q, 1)[:, None]                      # (B, 1, K), exact
+    c = xp.cumsum(q, 1)                                # exact
+    t = (xp.arange(n) + 1.0)[:, None]
     offsets = (float(n) * c - t * total) / float(n)    # (n·C_t − t·Σq)/n: one rounding
     s = q - total / float(n)                           # the steps, for reporting
     return s, xp.concat([0.0 * total, offsets], 1)
@@ -150,8 +151,9 @@ def _smm_track(xp, grid, n, draws, opts):
     if opts["jitter"] and t > 1:
         # Eq. 5 scales w and h together; at a fixed count per index a uniform scale cannot
         # change the rectangle, so the zero-sum scale step s_t is applied as w+S, h−S.
-        s, off = _zero_sum_offsets(xp, draws["scale"], opts["scale_step"])
-        steps = xp.stack([s, -s], -1)
+        s, off = _zero_sum_offsets(xp, draws["scale"][..., None], opts["scale_step"])
+        steps = xp.concat([s, -s], -1)
+        off = off[..., 0]
         aspect = xp.maximum(w0 + off, 0.5) / xp.maximum(w0 - off, 0.5)
     else:
         steps = xp.zeros((cx.shape[0], max(t - 1, 0), 2))
@@ -167,10 +169,11 @@ def _motion_centres(xp, grid, mag, valid, opts):
     v = valid.reshape((b, t, hp * wp))
     moving = v & (m >= opts["min_motion"])
     found = xp.any(moving, -1)
-    if opts["topk"] == 1:   # argmax: first maximum in both backends, like the stable sort
-        order = xp.argmax(xp.where(v, m, -1.0))[..., None]
-    else:
-        order = xp.argsort(xp.where(v, -m, float("inf")))[..., : opts["topk"]]
+    if opts["topk"] == 1:   # argmax: first maximum in both backends, like the stable sort;
+        # where found, the argmax patch is itself moving (its magnitude is the largest valid)
+        of = xp.to_f64(xp.argmax(xp.where(v, m, -1.0)))
+        return xp.remainder(of, float(wp)) + 0.5, xp.floor(of / float(wp)) + 0.5, found
+    order = xp.argsort(xp.where(v, -m, float("inf")))[..., : opts["topk"]]
     wgt = xp.to_f64(xp.take(moving, order))                          # (B,T,K) 0/1
     of = xp.to_f64(order)
     ix = xp.remainder(of, float(wp)) + 0.5
@@ -194,10 +197,9 @@ def _mgm_track(xp, grid, n, draws, mag, valid, opts):
     cxs = xp.where(has, xp.take(mcx, li), cx[:, None] + 0.0 * mcx)
     cys = xp.where(has, xp.take(mcy, li), cy[:, None] + 0.0 * mcy)
     if opts["jitter"] and t > 1:
-        sx, ox = _zero_sum_offsets(xp, draws["jit"][:, :, 0], opts["scale_step"])
-        sy, oy = _zero_sum_offsets(xp, draws["jit"][:, :, 1], opts["scale_step"])
-        aspect = xp.maximum(w0 + ox, 0.5) / xp.maximum(w0 + oy, 0.5)
-        steps = xp.stack([sx, sy], -1)
+        steps, off = _zero_sum_offsets(xp, draws["jit"], opts["scale_step"])
+        off = xp.maximum(w0 + off, 0.5)
+        aspect = off[..., 0] / off[..., 1]
     else:
         aspect = 0.0 * cxs + 1.0
         steps = xp.zeros((cxs.shape[0], max(t - 1, 0), 2))
