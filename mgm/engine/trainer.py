@@ -441,8 +441,9 @@ class Trainer:
                 logger.log("train", self.step, **rec)
             logger.progress(1, loss=loss_val, lr=lr, clips_s=rec["clips_per_s"])
             end_of_epoch = self.step_in_epoch >= self.steps_per_epoch
+            # no checkpoint while non-finite steps are in a row: the last good one stays newest
             if (cfg.run.ckpt_every_steps and self.step % cfg.run.ckpt_every_steps == 0
-                    and not end_of_epoch):
+                    and not end_of_epoch and self.bad_in_a_row == 0):
                 self.save()
             if kill_at and self.step == kill_at and not end_of_epoch:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -458,8 +459,10 @@ class Trainer:
                     f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
             self.epoch += 1
             self.step_in_epoch = 0
-            self.save()
-        elif self.step >= max_steps and (cfg.run.ckpt_every_steps == 0 or self.step % cfg.run.ckpt_every_steps):
+            if self.bad_in_a_row == 0:
+                self.save()
+        elif (self.step >= max_steps and self.bad_in_a_row == 0
+              and (cfg.run.ckpt_every_steps == 0 or self.step % cfg.run.ckpt_every_steps)):
             self.save()   # stopped by run.max_steps mid-epoch: keep the position
         if kill_at and self.step == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)

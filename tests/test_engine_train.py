@@ -1,0 +1,182 @@
+"""End-to-end training on a small generated video set (CPU): single vs 2-process torchrun,
+kill-and-resume equality, non-finite handling, fine-tune -> multi-view eval -> linear probe.
+
+Clips are 8 x 64 x 64 and the model vit_tiny, so every run is a few seconds.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mgm.config import load_config
+from mgm.engine.logging import read_log
+
+SMALL = ["model.num_frames=8", "data.num_frames=8", "model.img_size=64", "data.size=64",
+         "model.decoder_depth=1", "data.num_workers=0", "run.threads=1", "run.log_every=1",
+         "run.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    r = subprocess.run([sys.executable, "-m", "mgm", "data", "synth", str(out), "--videos", "40",
+                        "--size", "64", "--frames", "24", "--workers", "1"],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        pytest.skip(f"mgm data synth unavailable: {r.stderr[-500:]}")
+    assert (out / "train.txt").exists() and (out / "val.txt").exists()
+    return out
+
+
+def data_args(synth, val=False):
+    a = [f"data.train={synth / 'train.txt'}", f"data.root={synth}"]
+    if val:
+        a.append(f"data.val={synth / 'val.txt'}")
+    return a
+
+
+def run_cli(args, env_extra=None, nproc=1, timeout=240):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "mgm", *args]
+    else:
+        cmd = [sys.executable, "-m", "mgm", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def losses(out_dir) -> dict[int, float]:
+    """step -> loss; a step logged twice (redone after a resume) keeps its last value."""
+    return {r["step"]: r["loss"] for r in read_log(Path(out_dir) / "log.jsonl", "train")}
+
+
+def test_two_process_torchrun_matches_single_process(synth, tmp_path):
+    common = ["pretrain", "--config", "tiny", *data_args(synth), *SMALL, "run.max_steps=3",
+              "run.seed=1"]
+    one = run_cli([*common, f"run.out_dir={tmp_path / 'one'}", "optim.batch_size=4"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli([*common, f"run.out_dir={tmp_path / 'two'}", "optim.batch_size=2"], nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    for s in a:   # same global batch of the same clips and masks: the same curve
+        assert b[s] == pytest.approx(a[s], rel=1e-4, abs=1e-5), (s, a, b)
+    recs = read_log(tmp_path / "two" / "log.jsonl", "train")
+    assert all(0.7 < r["masked_ratio"] < 0.8 for r in recs)
+    assert "2 process(es)" in (tmp_path / "two" / "log.jsonl").read_text()
+    # the weights of the 2-process run load as a model
+    from mgm.models import load_checkpoint
+
+    m = load_checkpoint(tmp_path / "two" / "pretrained.safetensors")
+    assert m.spec.num_frames == 8
+
+
+def test_kill_and_resume_gives_the_same_loss_curve(synth, tmp_path):
+    """SIGKILL after step 3 (checkpoint at step 2), resume: steps 3..6 equal the uninterrupted
+    run exactly. Fine-tuning, so drop path, mixup/cutmix, repeated augmentation, the sampler's
+    mid-epoch position and the epoch boundary (4 steps/epoch) are all exercised."""
+    common = ["finetune", "--config", "tiny_finetune", *data_args(synth), *SMALL,
+              "optim.batch_size=4", "run.max_steps=6", "run.eval_every=0", "run.seed=3"]
+    full = run_cli([*common, f"run.out_dir={tmp_path / 'full'}"])
+    assert full.returncode == 0, full.stderr[-3000:]
+    out = tmp_path / "killed"
+    killed = run_cli([*common, f"run.out_dir={out}", "run.ckpt_every_steps=2"],
+                     env_extra={"MGM_TEST_KILL_AFTER_STEP": "3"})
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert sorted(losses(out)) == [1, 2, 3]
+    assert (out / "checkpoints" / "step_00000002").is_dir()
+    resumed = run_cli([*common, f"run.out_dir={out}", "run.ckpt_every_steps=2", "--resume", "auto"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    a, b = losses(tmp_path / "full"), losses(out)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert [b[s] for s in range(1, 7)] == [a[s] for s in range(1, 7)]     # exact
+    assert len(set(a.values())) > 1
+
+
+def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint_intact(synth, tmp_path):
+    from mgm.engine.pretrain import build_model, run_pretrain
+    from mgm.engine.trainer import TrainingStopped
+
+    class NaNAfter(torch.nn.Module):
+        """Real pretrainer; the loss is NaN on the listed calls."""
+
+        def __init__(self, inner, bad_calls):
+            super().__init__()
+            self.module = inner          # mgm.models.unwrap finds the real model here
+            self.calls, self.bad = 0, set(bad_calls)
+
+        def forward(self, video, mask):
+            self.calls += 1
+            loss, pred = self.module(video, mask)
+            return (loss * float("nan") if self.calls in self.bad else loss), pred
+
+    base = [*data_args(synth), *SMALL, "optim.batch_size=4", "run.ckpt_every_steps=1"]
+    cfg = load_config("tiny", [*base, f"run.out_dir={tmp_path / 'a'}", "run.max_steps=4"])
+    model = NaNAfter(build_model(cfg), {2})
+    res = run_pretrain(cfg, model=model)
+    assert res["step"] == 4 and res["bad_steps"] == 1
+    assert [h["skipped"] for h in res["history"]] == [False, True, False, False]
+    recs = read_log(tmp_path / "a" / "log.jsonl", "train")
+    assert any(r.get("nonfinite") == 1 and r["step"] == 2 for r in recs)
+
+    cfg = load_config("tiny", [*base, f"run.out_dir={tmp_path / 'b'}", "run.max_steps=8",
+                               "run.max_bad_steps=2"])
+    model = NaNAfter(build_model(cfg), {3, 4, 5, 6})
+    with pytest.raises(TrainingStopped, match="non-finite") as e:
+        run_pretrain(cfg, model=model)
+    assert "step_00000002" in str(e.value)
+    ckpts = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert ckpts[-1] == "step_00000002"                  # nothing written after the bad steps
+    from mgm.models import load_checkpoint
+
+    m = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_00000002")
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
+    from mgm.engine.finetune import run_eval, run_finetune
+    from mgm.engine.linprobe import run_linprobe
+    from mgm.engine.pretrain import run_pretrain
+
+    views = ["data.test_clips=2", "data.test_crops=2"]
+    cfg = load_config("tiny", [*data_args(synth), *SMALL, f"run.out_dir={tmp_path / 'pre'}",
+                               "run.max_steps=2", "optim.batch_size=4"])
+    pre = run_pretrain(cfg)
+    cfg = load_config("tiny_finetune", [*data_args(synth, val=True), *SMALL, *views,
+                                        f"run.out_dir={tmp_path / 'ft'}", f"model.init={pre['weights']}",
+                                        "optim.epochs=1", "optim.batch_size=8"])
+    ft = run_finetune(cfg)
+    assert ft["step"] == 4 and ft["test"]["videos"] == 8 and ft["test"]["views_per_video"] == 4
+    rows = (tmp_path / "ft" / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("index,path,label,pred") and len(rows) == 9
+    assert all(r.split(",")[-1] == "4" for r in rows[1:])          # 4 views merged per video
+    val = [r for r in read_log(tmp_path / "ft" / "log.jsonl", "val")]
+    assert val and "top1" in val[0]
+
+    cfg = load_config("tiny_finetune", [*data_args(synth, val=True), *SMALL, *views,
+                                        f"run.out_dir={tmp_path / 'ev'}", f"model.init={ft['weights']}"])
+    ev = run_eval(cfg)
+    assert ev["top1"] == ft["test"]["top1"] and ev["top5"] == ft["test"]["top5"]
+
+    cfg = load_config("tiny_linprobe", [*data_args(synth, val=True), *SMALL,
+                                        f"run.out_dir={tmp_path / 'lp'}", f"model.init={pre['weights']}",
+                                        "optim.epochs=2", "optim.batch_size=8"])
+    lp = run_linprobe(cfg)
+    assert lp["step"] == 8 and (tmp_path / "lp" / "features_train.pt").exists()
+    assert "top1" in lp["val"]
+    # the saved linear-probe classifier (BatchNorm folded into the head) gives the probe's logits
+    from mgm.data import build_dataset
+    from mgm.models import load_checkpoint
+
+    clf = load_checkpoint(lp["weights"])
+    feats = torch.load(tmp_path / "lp" / "features_val.pt", weights_only=True)["feats"]
+    ds = build_dataset(cfg, "val", task="linprobe")
+    x = ds[0]["video"][None]
+    with torch.no_grad():
+        torch.testing.assert_close(clf.head(clf.forward_features(x)), clf.head(feats[:1]), atol=1e-4, rtol=1e-4)
