@@ -202,10 +202,14 @@ def _luma(fr) -> np.ndarray:
 
 def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = None,
               motion: str = "auto", grid: int = 16, seed: int | None = None,
-              indices=None) -> Clip:
+              indices=None, *, debug: bool = False) -> Clip:
     """Decode ``num_frames`` frames ``stride`` apart (or the explicit raw ``indices``) and their
     motion. See the module docstring for the index policy. Raises VideoError for any problem
-    with the file and ValueError for invalid arguments."""
+    with the file and ValueError for invalid arguments.
+
+    ``debug=True`` keeps the per-raw-frame codec fields in ``clip.meta`` (``raw_velocity``
+    (R, gh, gw, 2) px/frame, ``raw_valid``, ``raw_motion_start``, ``k_past``, ``k_future``,
+    ``vectors``: [(raw index, side-data array)]) for tests and measurements."""
     if motion not in MOTION_MODES:
         raise ValueError(f"motion must be one of {MOTION_MODES}, got {motion!r}")
     if indices is None:
@@ -218,14 +222,14 @@ def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = N
     if int(grid) < 1:
         raise ValueError(f"grid must be >= 1, got {grid}")
     try:
-        return _read_clip(path, int(num_frames), int(stride), start, motion, int(grid), seed, indices)
+        return _read_clip(path, int(num_frames), int(stride), start, motion, int(grid), seed, indices, debug)
     except VideoError:
         raise
     except Exception as e:  # nothing but VideoError escapes for a bad file
         raise VideoError(path, f"decoding failed ({_why(e)})") from e
 
 
-def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices) -> Clip:
+def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, debug=False) -> Clip:
     from mgm.video import motion as mv
 
     container, stream = _open(path)
@@ -268,6 +272,7 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices) -> 
             configure(stream)
             res = _decode(container, stream, idx, first_span, mode, False, fps)
         rgb, gray, types, mvs, pkt, last_fr, last_i = res
+        meta = {}
         if not types:
             raise VideoError(path, "no decodable video frames")
 
@@ -307,6 +312,11 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices) -> 
             vecs = [(i - lo, a) for i, a in mvs if lo <= i < lo + R]
             vel, valid = mv.vectors_to_grid(vecs, R, H, W, grid, kp, kf)
             motion_arr, motion_valid = mv.accumulate(vel, valid, lo, idx, prev, first_span)
+            if debug:
+                a_all, pos_all = mv._stack_vectors(vecs) if vecs else (None, None)
+                meta = dict(raw_velocity=vel, raw_valid=valid, raw_motion_start=lo, k_past=kp, k_future=kf,
+                            vectors=[] if a_all is None else
+                            [(lo + p_, a_all[pos_all == p_]) for p_ in np.unique(pos_all).tolist()])
             source = "codec"
         elif mode == "flow":
             from mgm.video.flow import forward_flow_grid
@@ -335,7 +345,7 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices) -> 
         ftypes = "".join(types.get(i, "?") for i in range(raw_start, decoded_max + 1))
         return Clip(frames=frames, motion=motion_arr, motion_valid=motion_valid, motion_source=source,
                     frame_types=ftypes, indices=idx, grid=grid, fps=fps, raw_start=raw_start,
-                    codec=codec, path=str(path), num_video_frames=n)
+                    codec=codec, path=str(path), num_video_frames=n, meta=meta)
     finally:
         container.close()
 

@@ -91,14 +91,15 @@ def reference_distances(frame_disp: np.ndarray, frame_dpos: np.ndarray, ref_disp
 
 
 def vectors_to_grid(vectors: list[tuple[int, np.ndarray]], num_frames: int, height: int, width: int,
-                    grid: int, k_past: np.ndarray, k_fut: np.ndarray,
+                    grid: int, k_past: np.ndarray, k_fut: np.ndarray, exact: bool = False,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame forward velocity grid from raw side-data arrays.
 
     vectors: list of (frame position 0..num_frames-1, structured array from PyAV).
     Returns vel float32 (R, gh, gw, 2) in px/frame (area-weighted mean over the blocks covering
     each cell; bi-predicted blocks count once per direction) and valid bool (R, gh, gw).
-    Cells only partly inside the frame (right/bottom remainder) are dropped.
+    Cells only partly inside the frame (right/bottom remainder) are dropped. ``exact`` forces
+    the general block-splitting path (used by tests to check the one-cell-per-block fast path).
     """
     gh, gw = height // grid, width // grid
     R = num_frames
@@ -114,7 +115,7 @@ def vectors_to_grid(vectors: list[tuple[int, np.ndarray]], num_frames: int, heig
     # one more row/column collects blocks outside the visible grid (coded size is padded)
     GH, GW = gh + 1, gw + 1
     ncell = GH * GW
-    if grid % 16 == 0:
+    if grid % 16 == 0 and not exact:
         # H.264/MPEG blocks lie inside one 16-aligned macroblock: one cell per block
         cy = np.minimum(a["dst_y"] // grid, gh)
         cx = np.minimum(a["dst_x"] // grid, gw)
@@ -202,23 +203,22 @@ def accumulate(vel: np.ndarray, valid: np.ndarray, raw_start: int, sampled: np.n
                prev: np.ndarray, first_span: int) -> tuple[np.ndarray, np.ndarray]:
     """Motion of each sampled frame from per-raw-frame velocity grids.
 
-    vel/valid: (R, gh, gw[, 2]) for raw frames raw_start .. raw_start+R-1.
+    vel/valid: (R, gh, gw, 2) / (R, gh, gw) for raw frames raw_start .. raw_start+R-1.
     sampled[j], prev[j]: raw index of sampled frame j and of the frame its motion is measured
     from (the previous sampled frame; for j=0, ``sampled[0] - first_span``, clamped at 0).
-    Over the raw frames (lo, hi] between them, motion = mean of the valid per-frame velocities
-    x (hi - lo), i.e. the sum of per-frame displacements with gaps (I-frames, intra blocks)
-    filled by the mean; valid where at least one raw frame had a vector. For j = 0 the mean is
-    scaled by ``first_span`` even when fewer raw frames exist before it. An index equal to
-    the previous one (clamped short clips) has zero, valid motion; a decreasing index gives
-    the negated motion of the interval.
+
+    Over the raw frames (lo, hi] between them, per cell: motion = median of the valid per-frame
+    velocities (per component) x (hi - lo). For constant motion this is the sum of the per-frame
+    displacements; gaps (I-frames, intra blocks) are filled, and a P-frame whose encoder picked
+    an older reference than the estimated one (x264 multi-reference: 2x too large) does not
+    pull the result when the span also has B-frames. Valid where at least one raw frame had a
+    vector. For j = 0 the velocity is scaled by ``first_span`` even when fewer raw frames exist
+    before it. An index equal to the previous one (clamped short clips) has zero, valid motion;
+    a decreasing index gives the negated motion of the interval.
     """
     R = vel.shape[0]
     T = len(sampled)
     gh, gw = vel.shape[1:3]
-    cs_v = np.zeros((R + 1, gh, gw, 2), np.float64)
-    cs_c = np.zeros((R + 1, gh, gw), np.float64)
-    np.cumsum(vel * valid[..., None], axis=0, out=cs_v[1:])
-    np.cumsum(valid, axis=0, out=cs_c[1:])
     cur = np.asarray(sampled, np.int64) - raw_start
     pre = np.asarray(prev, np.int64) - raw_start
     lo = np.clip(np.minimum(cur, pre), -1, R - 1)
@@ -227,11 +227,25 @@ def accumulate(vel: np.ndarray, valid: np.ndarray, raw_start: int, sampled: np.n
     length = (hi - lo).astype(np.float64)
     if T:
         length[0] = float(first_span)
-    s_v = cs_v[hi + 1] - cs_v[lo + 1]
-    s_c = cs_c[hi + 1] - cs_c[lo + 1]
-    has = s_c > 0
-    mean = s_v / np.where(has, s_c, 1.0)[..., None]
-    motion = (mean * (sign * length)[:, None, None, None]).astype(np.float32)
+    L = int(max(1, (hi - lo).max())) if T else 1
+    # gather the raw frames of every span: (T, L, gh, gw[, 2]); slots beyond a span are invalid
+    rows = lo[:, None] + 1 + np.arange(L)[None, :]
+    in_span = rows <= hi[:, None]
+    rows = np.minimum(rows, R - 1)
+    ok = valid[rows] & in_span[:, :, None, None]
+    v = np.where(ok[..., None], vel[rows], np.nan)
+    cnt = ok.sum(1)                                          # (T, gh, gw)
+    has = cnt > 0
+    if L == 1:
+        med = np.nan_to_num(v[:, 0])
+    else:
+        v.sort(axis=1)                                       # NaN last
+        c = np.maximum(cnt, 1)[:, None, :, :, None]
+        lo_i = np.broadcast_to((c - 1) // 2, (T, 1, gh, gw, 2))
+        hi_i = np.broadcast_to(c // 2, (T, 1, gh, gw, 2))
+        med = 0.5 * (np.take_along_axis(v, lo_i, 1) + np.take_along_axis(v, hi_i, 1))[:, 0]
+        med = np.nan_to_num(med)
+    motion = (med * (sign * length)[:, None, None, None]).astype(np.float32)
     mvalid = has.copy()
     same = cur == pre
     mvalid[same] = True

@@ -160,7 +160,8 @@ def render_frames(width: int, height: int, num_frames: int, objects: Sequence[Sy
 
 def encode_frames(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec: str = "libx264",
                   bframes: int = 3, gop: int = 32, crf: int = 20, b_pyramid: str = "none",
-                  options: dict | None = None) -> Path:
+                  options: dict | None = None, container_options: dict | None = None,
+                  refs: int | None = None) -> Path:
     """Encode RGB frames (T, H, W, 3) with PyAV. libx264 gets a fixed GOP (no scene cut,
     no adaptive B decision) so the frame-type pattern is predictable: I B..B P B..B P ..."""
     import av
@@ -169,14 +170,14 @@ def encode_frames(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec
     path = Path(path)
     T, H, W, _ = frames.shape
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=container_options or {}) as out:
         st = out.add_stream(codec, rate=rate)
         st.width, st.height = W, H
         st.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         opts = {}
         if codec == "libx264":
             params = (f"bframes={bframes}:b-adapt=0:b-pyramid={b_pyramid}:keyint={gop}:"
-                      f"min-keyint={gop}:scenecut=0")
+                      f"min-keyint={gop}:scenecut=0" + (f":ref={refs}" if refs else ""))
             opts = {"crf": str(crf), "preset": "fast", "x264-params": params}
         elif codec in ("mpeg4", "mpeg2video", "mpeg1video"):
             st.gop_size = gop
@@ -199,13 +200,17 @@ def make_synthetic_video(path: str | Path, width: int = 128, height: int = 96, n
                          fps: float = 25.0, objects: Sequence[SyntheticObject] | None = None,
                          pan: tuple[float, float] = (0.0, 0.0), distractors: int = 0, seed: int = 0,
                          codec: str = "libx264", bframes: int = 3, gop: int = 32, crf: int = 20,
-                         b_pyramid: str = "none", options: dict | None = None) -> SyntheticTruth:
+                         b_pyramid: str = "none", options: dict | None = None,
+                         container_options: dict | None = None, refs: int | None = None) -> SyntheticTruth:
     """Render and encode a synthetic clip; returns the ground truth.
 
     Default: one 1/4-frame-sized textured square moving right and down at (2, 1) px/frame over
     a static textured background. ``b_pyramid`` is x264's (none | strict | normal); the default
     "none" keeps every B-frame referencing the neighbouring I/P anchors, "normal" makes the
-    middle B a reference as x264 does by default on real video.
+    middle B a reference as x264 does by default on real video. ``container_options`` go to the
+    muxer (e.g. ``{"movflags": "faststart"}`` puts the MP4 index first). ``refs``: x264's number
+    of reference frames (default: the preset's, 2 for "fast"; 1 makes every P-frame reference
+    the previous anchor).
     """
     if objects is None:
         s = max(8, min(width, height) // 3)
@@ -213,7 +218,7 @@ def make_synthetic_video(path: str | Path, width: int = 128, height: int = 96, n
     frames, boxes, centres = render_frames(width, height, num_frames, objects, pan=pan,
                                            distractors=distractors, seed=seed)
     encode_frames(path, frames, fps=fps, codec=codec, bframes=bframes, gop=gop, crf=crf,
-                  b_pyramid=b_pyramid, options=options)
+                  b_pyramid=b_pyramid, options=options, container_options=container_options, refs=refs)
     return SyntheticTruth(path=Path(path), width=width, height=height, fps=float(fps),
                           num_frames=num_frames, boxes=boxes, centres=centres,
                           pan=(float(pan[0]), float(pan[1])), objects=list(objects))
