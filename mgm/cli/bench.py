@@ -11,6 +11,7 @@ import importlib
 BENCHMARKS = {
     "motion": ("mgm.video.bench", "decode time: RGB only vs + codec motion vs + DIS flow"),
     "masks": ("mgm.masking.bench", "µs per mask per strategy, per clip and batched (vs decode time)"),
+    "loader": ("mgm.data.bench", "clips/s through the DataLoader: tube vs MGM masks, interleaved"),
     "model": ("mgm.models.bench", "pretraining step forward+backward time and memory, mask ratios side by side"),
 }
 
