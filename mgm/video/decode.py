@@ -35,6 +35,8 @@ MOTION_MODES = ("auto", "codec", "flow", "none")
 THREAD_TYPE = "SLICE"
 _PICT = {1: "I", 2: "P", 3: "B", 4: "S", 5: "i", 6: "p", 7: "b"}
 _MAX_DECODE_ERRORS = 50
+# FFmpeg's tty demuxer opens any .txt/.asc/.diz/.nfo file as an "ANSI art" video
+_TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 _warned_flow: set[str] = set()
 
 
@@ -106,6 +108,8 @@ def _open(path):
         ctx = stream.codec_context
         if ctx is None or not ctx.name:
             raise VideoError(path, "video stream with an unknown codec")
+        if ctx.name in _TEXT_CODECS or container.format.name in ("tty",):
+            raise VideoError(path, f"not a video: FFmpeg reads it as text art ({container.format.name}/{ctx.name})")
         if not ctx.width or not ctx.height:
             raise VideoError(path, f"video stream ({ctx.name}) has no frame size")
     except BaseException:
