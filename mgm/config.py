@@ -48,6 +48,9 @@ class MaskConfig:
     topk: int = 1
     jitter: bool = True               # aspect-ratio jitter (paper Table 4c)
     init: str = "random"              # first rectangle: random (paper) | motion
+    velocity: float = 1.0             # SMM: max speed, patches per temporal index
+    scale_step: float = 1.0           # SMM scale / MGM jitter: max step, patches per index
+    min_motion: float = 0.5           # MGM: px of motion at a patch that count as motion
     on_device: bool = False           # build masks batched on the training device
 
 

@@ -89,3 +89,12 @@ def test_cli_masks_errors(tmp_path, capsys):
     assert main(["masks"]) == 2
     assert main(["masks", str(tmp_path / "missing.mp4")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_bench_masks_json(capsys):
+    from mgm.cli import main
+
+    assert main(["bench", "masks", "--repeats", "2", "--batch", "4", "--grid", "4,7,7", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("per_clip_us", "batched_us_per_mask"):
+        assert set(STRATEGIES) <= set(out[key]) and all(v > 0 for v in out[key].values())

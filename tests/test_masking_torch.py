@@ -82,3 +82,23 @@ def test_batched_argument_errors():
         make_masks_torch("tube", grid=(8, 14, 14))                  # no batch size
     with pytest.raises(ValueError):
         make_masks_torch("mgm", magnitude=torch.zeros(2, 8, 14, 13), grid=(8, 14, 14))
+
+
+def test_rect_table_equals_direct_rendering(monkeypatch):
+    """The rectangle lookup table and direct rendering give the same masks (both backends)."""
+    from mgm.masking import strategies
+
+    grid = (8, 10, 12)
+    mag, val = _batch_guidance(grid, 6, seed=3)
+    for s in ("block", "smm", "mgm"):
+        g = torch.Generator().manual_seed(9)
+        kw = dict(magnitude=torch.tensor(mag), magnitude_valid=torch.tensor(val), grid=grid, ratio=0.6)
+        a, info = make_masks_torch(s, generator=g, return_info=True, **kw)
+        d = {k: v.numpy() for k, v in info.draws.items()}
+        monkeypatch.setattr(strategies, "TABLE_MAX_BYTES", 0)
+        b = make_masks_torch(s, draws=info.draws, **kw)
+        c = [make_mask(s, grid=grid, ratio=0.6, magnitude=mag[i], magnitude_valid=val[i],
+                       draws={k: v[i] for k, v in d.items()}) for i in range(6)]
+        monkeypatch.undo()
+        assert torch.equal(a, b)
+        assert all((c[i] == a[i].numpy()).all() for i in range(6))

@@ -9,7 +9,7 @@ torch is imported only by :func:`make_masks_torch`.
 """
 from .guidance import motion_to_patch_magnitude
 from .strategies import (DEFAULT_OPTIONS, STRATEGIES, MaskInfo, draw_shapes, make_mask,
-                         masked_per_index, sample_draws)
+                         mask_options, masked_per_index, sample_draws)
 
 
 def make_masks_torch(*args, **kwargs):
@@ -21,4 +21,4 @@ def make_masks_torch(*args, **kwargs):
 make_masks_torch.__doc__ = "Batched torch masks; see mgm.masking.batched.make_masks_torch."
 
 __all__ = ["STRATEGIES", "DEFAULT_OPTIONS", "MaskInfo", "make_mask", "make_masks_torch",
-           "motion_to_patch_magnitude", "draw_shapes", "masked_per_index", "sample_draws"]
+           "motion_to_patch_magnitude", "draw_shapes", "mask_options", "masked_per_index", "sample_draws"]

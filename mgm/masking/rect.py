@@ -60,3 +60,49 @@ def render_rects(xp, n: int, hp: int, wp: int, x0, y0, w, h):
     key = key.reshape(lead + (hp * wp,))
     order = xp.argsort(key)
     return xp.select_first(order, n, hp * wp).reshape(lead + (hp, wp))
+
+
+_TABLES: dict = {}
+
+
+def rect_table(n: int, hp: int, wp: int):
+    """Every rectangle mask the placement can produce for (n, Hp, Wp), rendered once by
+    :func:`render_rects` (numpy): ``(offsets, table)`` with ``table[offsets[w] + y0·(Wp−w+1)
+    + x0]`` the (Hp, Wp) mask of the w-wide rectangle at (x0, y0) (its height is the one
+    :func:`rect_size` gives for w). Both backends index this same table, so they agree."""
+    key = (n, hp, wp)
+    if key in _TABLES:
+        return _TABLES[key]
+    import numpy as np
+
+    from ._xp import NumpyXP
+
+    xp = NumpyXP()
+    w_lo, w_hi = max(1, -(-n // hp)), max(min(wp, n), 1)
+    offsets = np.zeros(wp + 2, np.int64)
+    rects = []
+    total = 0
+    for w in range(1, wp + 1):
+        offsets[w] = total
+        if w_lo <= w <= w_hi:
+            h = int(np.clip(np.floor(float(n) / float(w) + 0.5), 1.0, float(hp)))
+            for y0 in range(hp - h + 1):
+                for x0 in range(wp - w + 1):
+                    rects.append((x0, y0, w, h))
+            total += (hp - h + 1) * (wp - w + 1)
+    offsets[wp + 1] = total
+    r = np.array(rects, np.float64)
+    table = render_rects(xp, n, hp, wp, r[:, 0], r[:, 1], r[:, 2], r[:, 3])
+    table.flags.writeable = False
+    _TABLES[key] = (offsets, table)
+    return _TABLES[key]
+
+
+def table_bytes(n: int, hp: int, wp: int) -> int:
+    """Size of :func:`rect_table` without building it (to decide whether to use it)."""
+    w_lo, w_hi = max(1, -(-n // hp)), max(min(wp, n), 1)
+    k = 0
+    for w in range(w_lo, w_hi + 1):
+        h = min(max(int(float(n) / float(w) + 0.5), 1), hp)
+        k += (hp - h + 1) * (wp - w + 1)
+    return k * hp * wp

@@ -11,13 +11,12 @@ draws them with numpy, ``make_masks_torch(generator=...)`` with torch; given the
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .rect import rect_origin, rect_size, render_rects
+from .rect import rect_origin, rect_size, rect_table, render_rects, table_bytes
 
 STRATEGIES = ("random", "tube", "block", "smm", "smm-sparse", "mgm", "mgm-sparse")
 GUIDED = ("mgm", "mgm-sparse")
@@ -32,6 +31,11 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "scale_step": 1.0,   # SMM scale / MGM jitter: max step of w (h) in patches per index
     "min_motion": 0.5,   # MGM: an index has motion if some valid patch moved >= this (px)
 }
+
+
+def mask_options(mask_cfg) -> dict:
+    """The make_mask / make_masks_torch options of a ``MaskConfig`` (fields that exist)."""
+    return {k: getattr(mask_cfg, k) for k in DEFAULT_OPTIONS if hasattr(mask_cfg, k)}
 
 
 def draw_shapes(strategy: str, grid) -> dict[str, tuple[int, ...]]:
@@ -206,21 +210,27 @@ def _mgm_track(xp, grid, n, draws, mag, valid, opts):
     return cxs, cys, aspect, steps, found
 
 
-@functools.lru_cache(maxsize=65536)
-def _cached_rect(n, hp, wp, x0, y0, w, h):
-    xp = _np_xp()
-    m = render_rects(xp, n, hp, wp, *(np.array([v], np.float64) for v in (x0, y0, w, h)))[0]
-    m.flags.writeable = False
-    return m
+TABLE_MAX_BYTES = 64 << 20
+_DEVICE_TABLES: dict = {}
 
 
 def _rect_masks(xp, grid, n, cx, cy, aspect):
     _, hp, wp = grid
     w, h = rect_size(xp, n, hp, wp, aspect)
     x0, y0 = rect_origin(xp, cx, cy, w, h, hp, wp)
-    if xp.name == "numpy":   # per clip: few distinct rectangles, render each once (same function)
-        rows = zip(x0.ravel().tolist(), y0.ravel().tolist(), w.ravel().tolist(), h.ravel().tolist())
-        mask = np.stack([_cached_rect(n, hp, wp, *r) for r in rows]).reshape(x0.shape + (hp, wp))
+    if table_bytes(n, hp, wp) <= TABLE_MAX_BYTES:
+        # look the masks up in a table of every possible rectangle, rendered once by
+        # render_rects: same masks as rendering them here, much cheaper for both backends
+        offsets, table = rect_table(n, hp, wp)
+        if xp.name != "numpy":
+            key = (n, hp, wp, str(x0.device))
+            if key not in _DEVICE_TABLES:
+                t = xp.torch
+                _DEVICE_TABLES[key] = (t.from_numpy(offsets).to(x0.device), t.from_numpy(table.copy()).to(x0.device))
+            offsets, table = _DEVICE_TABLES[key]
+        wi = xp.to_int(w)
+        idx = offsets[wi] + xp.to_int(y0) * (wp + 1 - wi) + xp.to_int(x0)
+        mask = table[idx]
     else:
         mask = render_rects(xp, n, hp, wp, x0, y0, w, h)
     return mask, xp.stack([x0 + w / 2, y0 + h / 2], -1), xp.stack([w, h], -1)
