@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=float, default=0.75, help="mask ratio (default 0.75)")
     p.add_argument("--batch", type=int, default=64, help="batch size of the torch timing (default 64)")
     p.add_argument("--device", default="auto", help="torch device for the batched timing (auto: cuda if any)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for the batched timing (default 1: stable on a shared machine)")
     p.add_argument("--repeats", type=int, default=200, help="per-clip repeats per strategy (default 200)")
     p.add_argument("--frames", type=int, default=16, help="decode: frames per clip (default 16)")
     p.add_argument("--stride", type=int, default=4, help="decode: stride (default 4)")
@@ -203,6 +205,8 @@ def run(args) -> int:
     except (ValueError, AssertionError):
         raise UserError(f"--grid must be T',Hp,Wp, got {args.grid!r}") from None
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     motion, valid = _synthetic_motion(grid, seed=args.seed)
     result = {"grid": list(grid), "ratio": args.ratio, "batch": args.batch, "device": device,
               "threads": torch.get_num_threads(), "repeats": args.repeats}

@@ -11,6 +11,7 @@ draws them with numpy, ``make_masks_torch(generator=...)`` with torch; given the
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,11 @@ def mask_options(mask_cfg) -> dict:
 
 def draw_shapes(strategy: str, grid) -> dict[str, tuple[int, ...]]:
     """Per-mask shapes of the uniform draws a strategy consumes, in draw order."""
+    return dict(_draw_shapes(strategy, tuple(int(g) for g in grid)))
+
+
+@functools.lru_cache(maxsize=256)
+def _draw_shapes(strategy: str, grid) -> dict[str, tuple[int, ...]]:
     t, h, w = grid
     steps = max(t - 1, 0)
     smm = {"pos": (2,), "vel": (steps, 2), "scale": (steps,)}
@@ -61,6 +67,24 @@ def masked_per_index(ratio: float, grid) -> int:
 
 
 def check_args(strategy: str, grid, ratio: float, options: dict) -> dict:
+    """Validated options with defaults filled in (cached: called for every mask)."""
+    try:
+        key = (strategy, tuple(grid), float(ratio), tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:
+        return _check_args(strategy, grid, ratio, options)
+    opts = _CHECKED.get(key)
+    if opts is None:
+        opts = _check_args(strategy, grid, ratio, options)
+        if len(_CHECKED) < 4096:
+            _CHECKED[key] = opts
+    return dict(opts)
+
+
+_CHECKED: dict = {}
+
+
+def _check_args(strategy: str, grid, ratio: float, options: dict) -> dict:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown mask strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if len(tuple(grid)) != 3 or min(int(g) for g in grid) < 1:
@@ -340,7 +364,7 @@ def sample_draws(strategy: str, grid, rng: np.random.Generator | None = None, ba
     (*shape) when batch is None), drawn from ``rng`` in :func:`draw_shapes` order."""
     rng = rng if rng is not None else np.random.default_rng()
     lead = () if batch is None else (int(batch),)
-    return {k: rng.random(lead + s) for k, s in draw_shapes(strategy, tuple(int(g) for g in grid)).items()}
+    return {k: rng.random(lead + s) for k, s in _draw_shapes(strategy, tuple(int(g) for g in grid)).items()}
 
 
 def make_mask(strategy: str, grid=(8, 14, 14), ratio: float = 0.75, motion=None, motion_valid=None,
@@ -365,7 +389,7 @@ def make_mask(strategy: str, grid=(8, 14, 14), ratio: float = 0.75, motion=None,
     xp = _np_xp()
     if draws is None:
         draws = sample_draws(strategy, grid, rng)
-    shapes = draw_shapes(strategy, grid)
+    shapes = _draw_shapes(strategy, grid)
     bdraws = {}
     for k, s in shapes.items():
         a = np.asarray(draws[k], dtype=np.float64)
