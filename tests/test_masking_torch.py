@@ -36,7 +36,8 @@ def _batch_guidance(grid, b, seed=0):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_batched_equals_per_clip_for_same_draws(strategy, device):
     for grid, ratio, opts in [((8, 14, 14), 0.75, {}), ((4, 7, 10), 0.5, {"topk": 3, "init": "motion"}),
-                              ((8, 14, 14), 0.9, {"jitter": False, "velocity": 2.5})]:
+                              ((8, 14, 14), 0.9, {"jitter": False, "velocity": 2.5}),
+                              ((8, 12, 16), 0.6, {"init": "motion", "scale_step": 0.3, "min_motion": 0.2})]:
         b = 12
         mag, val = _batch_guidance(grid, b)
         g = torch.Generator(device=device).manual_seed(123)

@@ -19,6 +19,8 @@ All values are exact small integers in float64, so numpy and torch give the same
 """
 from __future__ import annotations
 
+import functools
+
 
 def rect_size(xp, n: int, hp: int, wp: int, aspect):
     """Integer (w, h) for each wanted aspect ratio (float64 arrays of aspect's shape)."""
@@ -98,6 +100,7 @@ def rect_table(n: int, hp: int, wp: int):
     return _TABLES[key]
 
 
+@functools.lru_cache(maxsize=1024)
 def table_bytes(n: int, hp: int, wp: int) -> int:
     """Size of :func:`rect_table` without building it (to decide whether to use it)."""
     w_lo, w_hi = max(1, -(-n // hp)), max(min(wp, n), 1)

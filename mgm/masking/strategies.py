@@ -389,13 +389,12 @@ def make_mask(strategy: str, grid=(8, 14, 14), ratio: float = 0.75, motion=None,
     xp = _np_xp()
     if draws is None:
         draws = sample_draws(strategy, grid, rng)
-    shapes = _draw_shapes(strategy, grid)
-    bdraws = {}
-    for k, s in shapes.items():
+    d = {}
+    for k, s in _draw_shapes(strategy, grid).items():
         a = np.asarray(draws[k], dtype=np.float64)
         if a.shape != s:
             raise ValueError(f"draw {k!r} has shape {a.shape}, expected {s}")
-        bdraws[k] = a[None]
+        d[k] = a
     mag = val = None
     if strategy in GUIDED:
         if magnitude is None and motion is not None:
@@ -406,14 +405,31 @@ def make_mask(strategy: str, grid=(8, 14, 14), ratio: float = 0.75, motion=None,
             mag = np.asarray(magnitude, dtype=np.float32)
             if mag.shape != grid:
                 raise ValueError(f"magnitude shape {mag.shape} does not match grid {grid}")
-            val = (np.ones(grid, bool) if magnitude_valid is None
-                   else np.asarray(magnitude_valid, dtype=bool)) & np.isfinite(mag)
-            mag, val = mag[None], val[None]
+            val = np.isfinite(mag)
+            if magnitude_valid is not None:
+                val &= np.asarray(magnitude_valid, dtype=bool)
+    n = masked_per_index(ratio, grid)
+    if (strategy in ("block", "smm") or (strategy == "mgm" and mag is not None and opts["topk"] == 1)) \
+            and table_bytes(n, grid[1], grid[2]) <= TABLE_MAX_BYTES:
+        from ._fast import rect_mask
+
+        mask, centres, sizes, steps, found, fb = rect_mask(strategy, grid, n, d, mag, val, opts)
+        if not return_info:
+            return mask
+        info = MaskInfo(strategy=strategy, masked_per_index=n, centres=centres, sizes=sizes,
+                        steps=steps, motion_found=found, draws=d)
+        if strategy == "mgm":
+            info.fallback_strategy = FALLBACK[strategy]
+            info.fallback = info.fallback_strategy if fb else None
+        return mask, info
+    bdraws = {k: v[None] for k, v in d.items()}
+    if mag is not None:
+        mag, val = mag[None], val[None]
     mask, info = build_masks(xp, strategy, grid, ratio, bdraws, mag, val, opts)
     mask = mask[0]
     if not return_info:
         return mask
-    info.draws = {k: v[0] for k, v in bdraws.items()}
+    info.draws = d
     for k in ("centres", "sizes", "motion_found", "steps"):
         v = getattr(info, k)
         if v is not None:
