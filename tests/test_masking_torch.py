@@ -103,3 +103,19 @@ def test_rect_table_equals_direct_rendering(monkeypatch):
         monkeypatch.undo()
         assert torch.equal(a, b)
         assert all((c[i] == a[i].numpy()).all() for i in range(6))
+
+
+def test_degenerate_draws_still_exact_and_equal():
+    """All-equal draws (every tie possible): exact counts, numpy == torch."""
+    grid = (4, 7, 7)
+    mag = np.zeros((2,) + grid, np.float32)
+    mag[1, :, 3, 3] = 2.0
+    for s in STRATEGIES:
+        draws = {k: np.full((2,) + shp, 0.5) for k, shp in draw_shapes(s, grid).items()}
+        t = make_masks_torch(s, magnitude=torch.tensor(mag), grid=grid, ratio=0.5,
+                             draws={k: torch.tensor(v) for k, v in draws.items()})
+        n = masked_per_index(0.5, grid)
+        assert (t.sum((1, 2, 3)) == grid[0] * n).all()
+        for i in range(2):
+            one = make_mask(s, grid=grid, ratio=0.5, magnitude=mag[i], draws={k: v[i] for k, v in draws.items()})
+            assert (one == t[i].numpy()).all(), s

@@ -72,6 +72,29 @@ class NumpyXP:
     def any(self, x, axis):
         return np.any(x, axis=axis)
 
+    def select_smallest(self, keys, k):
+        """Bool mask of the k smallest of *unique* int64 keys along the last axis."""
+        n = keys.shape[-1]
+        if k >= n:
+            return np.ones(keys.shape, bool)
+        kth = np.partition(keys, k - 1, axis=-1)[..., k - 1:k]
+        return keys <= kth
+
+    def float_key(self, u, shift_bits):
+        """floor(u · 2^q) · 2^shift + index: unique int64 keys ordered like u (u in [0, 1))."""
+        q = float(2 ** min(52, 62 - shift_bits))
+        return np.floor(u * q).astype(np.int64) * (1 << shift_bits) + np.arange(u.shape[-1], dtype=np.int64)
+
+    def f32_bits(self, x):
+        """int64 bit patterns of x as float32 (order-preserving for x >= 0; -0 → 0)."""
+        return np.maximum(np.asarray(x, np.float32).view(np.int32), 0).astype(np.int64)
+
+    def ranks(self, order):
+        """Inverse permutation along the last axis: ranks[..., order[..., i]] = i."""
+        r = np.empty_like(order)
+        np.put_along_axis(r, order, np.broadcast_to(np.arange(order.shape[-1]), order.shape), axis=-1)
+        return r
+
     def cumsum(self, x, axis):
         return np.cumsum(x, axis=axis)
 
@@ -166,6 +189,29 @@ class TorchXP:
 
     def any(self, x, axis):
         return self.torch.any(x, dim=axis) if isinstance(axis, int) else x.flatten(-len(axis)).any(-1)
+
+    def select_smallest(self, keys, k):
+        t = self.torch
+        n = keys.shape[-1]
+        if k >= n:
+            return t.ones(keys.shape, dtype=t.bool, device=keys.device)
+        idx = t.topk(keys, k, dim=-1, largest=False, sorted=False).indices
+        return t.zeros(keys.shape, dtype=t.bool, device=keys.device).scatter_(-1, idx, True)
+
+    def float_key(self, u, shift_bits):
+        t = self.torch
+        q = float(2 ** min(52, 62 - shift_bits))
+        return (t.floor(u * q).to(t.int64) * (1 << shift_bits)
+                + t.arange(u.shape[-1], dtype=t.int64, device=u.device))
+
+    def f32_bits(self, x):
+        t = self.torch
+        return t.clamp_min(x.to(t.float32).view(t.int32), 0).to(t.int64)
+
+    def ranks(self, order):
+        t = self.torch
+        ar = t.arange(order.shape[-1], device=order.device).expand(order.shape)
+        return t.empty_like(order).scatter_(-1, order, ar)
 
     def cumsum(self, x, axis):
         return self.torch.cumsum(x, dim=axis)

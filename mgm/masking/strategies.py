@@ -260,11 +260,20 @@ def _rect_masks(xp, grid, n, cx, cy, aspect):
     return mask, xp.stack([x0 + w / 2, y0 + h / 2], -1), xp.stack([w, h], -1)
 
 
+def _bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _random_subset(xp, u, k):
+    """The k patches with the smallest draws (ties, at 2^-40 or finer, by index)."""
+    return xp.select_smallest(xp.float_key(u, _bits(u.shape[-1])), k)
+
+
 def _sparse_shift(xp, grid, n, draws, opts):
     """smm-sparse: a random set of n patches translated (with wrap-around) by a random walk."""
     t, hp, wp = grid
     b = draws["perm"].shape[0]
-    base = xp.select_first(xp.argsort(draws["perm"]), n, hp * wp)    # (B, P)
+    base = _random_subset(xp, draws["perm"], n)                        # (B, P)
     if t == 1:
         return base.reshape((b, 1, hp, wp))
     v = _sym(xp, draws["vel"], opts["velocity"])                      # (B, T-1, 2)
@@ -289,9 +298,11 @@ def _sparse_guided(xp, grid, n, draws, mag, valid, opts):
     found = xp.any(moving, -1)
     last = xp.last_true_index(found)
     m = xp.take_rows(m, xp.maximum(last, 0)) * xp.to_f64(last >= 0)[..., None]
-    tie = xp.argsort(draws["perm"])[:, None, :]                       # (B,1,P)
-    order = xp.take(tie, xp.argsort(-xp.take(m, tie)))                # by -m, then tie order
-    return xp.select_first(order, n, hp * wp).reshape((b, t, hp, wp)), found
+    # order by (−m, rank of the patch in the per-clip random order): one unique int64 key
+    # (float32 bit patterns of m ≥ 0 sort like m), so any selection method gives the same set
+    rank = xp.ranks(xp.argsort(draws["perm"]))[:, None, :]            # (B,1,P)
+    key = ((1 << 31) - xp.f32_bits(m)) * (1 << _bits(hp * wp)) + rank
+    return xp.select_smallest(key, n).reshape((b, t, hp, wp)), found
 
 
 def build_masks(xp, strategy, grid, ratio, draws, magnitude=None, magnitude_valid=None, opts=None):
@@ -302,9 +313,9 @@ def build_masks(xp, strategy, grid, ratio, draws, magnitude=None, magnitude_vali
     b = next(iter(draws.values())).shape[0]
     info = MaskInfo(strategy=strategy, masked_per_index=n, draws=draws)
     if strategy == "random":
-        mask = xp.select_first(xp.argsort(draws["perm"]), t * n, t * hp * wp).reshape((b, t, hp, wp))
+        mask = _random_subset(xp, draws["perm"], t * n).reshape((b, t, hp, wp))
     elif strategy == "tube":
-        base = xp.select_first(xp.argsort(draws["perm"]), n, hp * wp).reshape((b, 1, hp, wp))
+        base = _random_subset(xp, draws["perm"], n).reshape((b, 1, hp, wp))
         mask = (xp.zeros((b, t, 1, 1)) == 0) & base
     elif strategy == "block":
         cx, cy, _ = _start(xp, grid, n, draws)
