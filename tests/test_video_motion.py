@@ -198,3 +198,19 @@ def test_accumulate_policy():
     valid[:] = False
     m, ok = mv.accumulate(vel, valid, 0, np.array([2, 6]), np.array([0, 2]), first_span=2)
     assert not ok.any() and (m == 0).all()
+
+
+def test_accumulate_is_the_median_for_short_spans():
+    rng = np.random.default_rng(0)
+    R, gh, gw = 17, 3, 4
+    vel = rng.normal(size=(R, gh, gw, 2)).astype(np.float32)
+    valid = rng.random((R, gh, gw)) > 0.3
+    idx = np.array([4, 8, 12, 16])
+    m, ok = mv.accumulate(vel, valid, 0, idx, idx - 4, first_span=4)
+    for j, i in enumerate(idx):
+        for y in range(gh):
+            for x in range(gw):
+                sel = valid[i - 3:i + 1, y, x]
+                assert ok[j, y, x] == sel.any()
+                if sel.any():
+                    np.testing.assert_allclose(m[j, y, x], 4 * np.median(vel[i - 3:i + 1, y, x][sel], 0), rtol=1e-5)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +197,21 @@ def _pts_index(pts: int, t0: int, per_pts: float) -> int:
     return int(round((pts - t0) * per_pts))
 
 
+_tls = threading.local()
+
+
+def _to_rgb(fr) -> np.ndarray:
+    """RGB24 array of a decoded frame through one reused swscale context per thread: PyAV's
+    ``frame.to_ndarray(format="rgb24")`` builds a new context for every fresh frame, which
+    costs more than the conversion itself (~0.5-1 ms at 224x224). Same pixels."""
+    r = getattr(_tls, "reformatter", None)
+    if r is None:
+        from av.video.reformatter import VideoReformatter
+
+        r = _tls.reformatter = VideoReformatter()
+    return r.reformat(fr, format="rgb24").to_ndarray()
+
+
 def _luma(fr) -> np.ndarray:
     if fr.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray", "nv12"):
         p = fr.planes[0]
@@ -288,7 +304,7 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
             a = rgb.get(i)
             if a is None:
                 if i == last_i and last_fr is not None:
-                    a = rgb[i] = last_fr.to_ndarray(format="rgb24")
+                    a = rgb[i] = _to_rgb(last_fr)
                 else:  # a frame that failed to decode in the middle: nearest decoded sampled frame
                     have = np.array(sorted(rgb)) if rgb else None
                     if have is None:
@@ -437,7 +453,7 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, fps):
                 if sd is not None and sd.buffer_size:
                     mvs.append((i, raw_vectors(sd)))
             if i in want_rgb:
-                rgb[i] = fr.to_ndarray(format="rgb24")
+                rgb[i] = _to_rgb(fr)
             if i in want_gray:
                 gray[i] = _luma(fr)
             if i == need_hi:

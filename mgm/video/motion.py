@@ -117,9 +117,12 @@ def vectors_to_grid(vectors: list[tuple[int, np.ndarray]], num_frames: int, heig
     ncell = GH * GW
     if grid % 16 == 0 and not exact:
         # H.264/MPEG blocks lie inside one 16-aligned macroblock: one cell per block
-        cy = np.minimum(a["dst_y"] // grid, gh)
-        cx = np.minimum(a["dst_x"] // grid, gw)
-        idx = slot * ncell + cy.astype(np.int64) * GW + cx
+        if grid & (grid - 1) == 0:  # power of two: shift (int16 floor division is slow)
+            sh = grid.bit_length() - 1
+            cy, cx = a["dst_y"] >> sh, a["dst_x"] >> sh
+        else:
+            cy, cx = a["dst_y"] // grid, a["dst_x"] // grid
+        idx = slot * ncell + (np.minimum(cy, gh).astype(np.int64) * GW + np.minimum(cx, gw))
         size = R * 2 * ncell
         acc_w = np.bincount(idx, area, size)
         acc_x = np.bincount(idx, wgt * a["motion_x"], size)
@@ -131,12 +134,13 @@ def vectors_to_grid(vectors: list[tuple[int, np.ndarray]], num_frames: int, heig
     acc_x = acc_x.reshape(shape)[:, :, :gh, :gw]
     acc_y = acc_y.reshape(shape)[:, :, :gh, :gw]
     # per frame and direction: forward velocity = source * motion / (scale * k)
-    f = np.stack([-1.0 / np.asarray(k_past, np.float64), 1.0 / np.asarray(k_fut, np.float64)], 1)[:, :, None, None]
-    tot_w = acc_w.sum(1)
+    fp = (-1.0 / np.asarray(k_past, np.float64))[:, None, None]
+    ff = (1.0 / np.asarray(k_fut, np.float64))[:, None, None]
+    tot_w = acc_w[:, 0] + acc_w[:, 1]
     has = tot_w > 0
-    den = np.where(has, tot_w, 1.0)
-    vel[..., 0] = (acc_x * f).sum(1) / den
-    vel[..., 1] = (acc_y * f).sum(1) / den
+    inv = 1.0 / np.where(has, tot_w, 1.0)
+    vel[..., 0] = (acc_x[:, 0] * fp + acc_x[:, 1] * ff) * inv
+    vel[..., 1] = (acc_y[:, 0] * fp + acc_y[:, 1] * ff) * inv
     valid[:] = has
     return vel, valid
 
@@ -207,8 +211,9 @@ def accumulate(vel: np.ndarray, valid: np.ndarray, raw_start: int, sampled: np.n
     sampled[j], prev[j]: raw index of sampled frame j and of the frame its motion is measured
     from (the previous sampled frame; for j=0, ``sampled[0] - first_span``, clamped at 0).
 
-    Over the raw frames (lo, hi] between them, per cell: motion = median of the valid per-frame
-    velocities (per component) x (hi - lo). For constant motion this is the sum of the per-frame
+    Over the raw frames (lo, hi] between them, per cell: motion = robust mean of the valid
+    per-frame velocities (per component: the largest and smallest are dropped when 3+ are
+    valid, i.e. the median for spans up to 4 frames, a trimmed mean beyond) x (hi - lo). For constant motion this is the sum of the per-frame
     displacements; gaps (I-frames, intra blocks) are filled, and a P-frame whose encoder picked
     an older reference than the estimated one (x264 multi-reference: 2x too large) does not
     pull the result when the span also has B-frames. Valid where at least one raw frame had a
@@ -232,19 +237,23 @@ def accumulate(vel: np.ndarray, valid: np.ndarray, raw_start: int, sampled: np.n
     rows = lo[:, None] + 1 + np.arange(L)[None, :]
     in_span = rows <= hi[:, None]
     rows = np.minimum(rows, R - 1)
-    ok = valid[rows] & in_span[:, :, None, None]
-    v = np.where(ok[..., None], vel[rows], np.nan)
+    ok = valid[rows] & in_span[:, :, None, None]             # (T, L, gh, gw)
     cnt = ok.sum(1)                                          # (T, gh, gw)
     has = cnt > 0
-    if L == 1:
-        med = np.nan_to_num(v[:, 0])
-    else:
-        v.sort(axis=1)                                       # NaN last
-        c = np.maximum(cnt, 1)[:, None, :, :, None]
-        lo_i = np.broadcast_to((c - 1) // 2, (T, 1, gh, gw, 2))
-        hi_i = np.broadcast_to(c // 2, (T, 1, gh, gw, 2))
-        med = 0.5 * (np.take_along_axis(v, lo_i, 1) + np.take_along_axis(v, hi_i, 1))[:, 0]
-        med = np.nan_to_num(med)
+    trim = cnt >= 3
+    n_used = np.maximum(np.where(trim, cnt - 2, cnt), 1)
+    med = np.empty((T, gh, gw, 2), np.float64)
+    for c in range(2):  # per component on contiguous arrays (numpy broadcasting is slow here)
+        v = np.ascontiguousarray(vel[..., c])[rows]           # (T, L, gh, gw)
+        total = np.where(ok, v, 0.0).sum(1)
+        if L >= 3:
+            # drop the largest and smallest value where 3+ frames are valid: the exact median
+            # for spans of up to 4 frames, a trimmed mean for longer ones
+            vmax = np.where(ok, v, -np.inf).max(1)
+            vmin = np.where(ok, v, np.inf).min(1)
+            with np.errstate(invalid="ignore"):  # inf - inf where fewer than 3 are valid (unused)
+                total = np.where(trim, total - (vmax + vmin), total)
+        med[..., c] = total / n_used
     motion = (med * (sign * length)[:, None, None, None]).astype(np.float32)
     mvalid = has.copy()
     same = cur == pre
