@@ -145,9 +145,11 @@ def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
     from mgm.engine.pretrain import run_pretrain
 
     views = ["data.test_clips=2", "data.test_crops=2"]
+    # masks built batched on the device from the magnitude grids (mask.on_device)
     cfg = load_config("tiny", [*data_args(synth), *SMALL, f"run.out_dir={tmp_path / 'pre'}",
-                               "run.max_steps=2", "optim.batch_size=4"])
+                               "run.max_steps=2", "optim.batch_size=4", "mask.on_device=true"])
     pre = run_pretrain(cfg)
+    assert all(r["masked_ratio"] == 0.75 for r in read_log(tmp_path / "pre" / "log.jsonl", "train"))
     cfg = load_config("tiny_finetune", [*data_args(synth, val=True), *SMALL, *views,
                                         f"run.out_dir={tmp_path / 'ft'}", f"model.init={pre['weights']}",
                                         "optim.epochs=1", "optim.batch_size=8"])

@@ -57,9 +57,9 @@ def run_pretrain(cfg: Config, model=None, dataset=None) -> dict:
                 t = trainer_ref["t"]
                 g.manual_seed(hash((cfg.run.seed, t.step, ctx.dist.rank, counter["micro"])) & 0x7FFFFFFF)
                 counter["micro"] = (counter["micro"] + 1) % ctx.accum_steps
-                options = {}
-                if cfg.mask.strategy in ("mgm", "mgm-sparse"):
-                    options = {"topk": cfg.mask.topk, "jitter": cfg.mask.jitter, "init": cfg.mask.init}
+                from mgm.masking import mask_options
+
+                options = mask_options(cfg.mask)
                 mask = make_masks_torch(
                     cfg.mask.strategy, video.shape[0],
                     magnitude=batch["magnitude"].to(device), magnitude_valid=batch["magnitude_valid"].to(device),
