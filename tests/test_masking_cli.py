@@ -98,3 +98,18 @@ def test_bench_masks_json(capsys):
     out = json.loads(capsys.readouterr().out)
     for key in ("per_clip_us", "batched_us_per_mask"):
         assert set(STRATEGIES) <= set(out[key]) and all(v > 0 for v in out[key].values())
+
+
+def test_cli_masks_without_motion_reports_fallback_and_writes_mp4(moving_clips, tmp_path, capsys):
+    from mgm.cli import main
+
+    path, _ = moving_clips[2]
+    out = tmp_path / "m.mp4"
+    assert main(["masks", str(path), "--motion", "none", "--strategy", "mgm", "--frames", "4", "--start", "0",
+                 "--out", str(out), "--tile", "48", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["strategies"][0]["fallback"] == "smm"
+    import av
+
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 4
