@@ -182,3 +182,15 @@ def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
     x = ds[0]["video"][None]
     with torch.no_grad():
         torch.testing.assert_close(clf.head(clf.forward_features(x)), clf.head(feats[:1]), atol=1e-4, rtol=1e-4)
+
+
+def test_gradient_accumulation_matches_the_large_batch(synth, tmp_path):
+    from mgm.engine.pretrain import run_pretrain
+
+    base = [*data_args(synth), *SMALL, "run.max_steps=3", "run.seed=2"]
+    big = run_pretrain(load_config("tiny", [*base, f"run.out_dir={tmp_path / 'big'}", "optim.batch_size=4"]))
+    acc = run_pretrain(load_config("tiny", [*base, f"run.out_dir={tmp_path / 'acc'}", "optim.batch_size=2",
+                                            "optim.accum_steps=2"]))
+    assert [h["lr"] for h in big["history"]] == [h["lr"] for h in acc["history"]]
+    for a, b in zip(big["history"], acc["history"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)

@@ -102,7 +102,7 @@ def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: 
             result["weights"] = str(save_checkpoint(
                 model, ctx.out_dir / "finetuned.safetensors", config=config_to_dict(cfg),
                 extra={"step": trainer.step, "epoch": trainer.epoch, "classes": getattr(dataset, "classes", None)}))
-        if test and (cfg.data.test or cfg.data.val) and trainer.step >= trainer.total_steps:
+        if test and (cfg.data.test or cfg.data.val):
             model.eval()
             result["test"] = run_test(ctx, model, cfg, task="finetune")
             if ctx.dist.is_main:

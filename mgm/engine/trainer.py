@@ -263,6 +263,7 @@ class Trainer:
         self.last_ckpt: Path | None = None
         self.history: list[dict] = []      # per step: step, loss, lr (every rank)
         self.timing = {"data": 0.0, "compute": 0.0, "steps": 0, "clips": 0}
+        self._bad_other_ranks: list[str] = []
 
     # ------------------------------------------------------------ checkpoints
 
@@ -373,8 +374,11 @@ class Trainer:
                 td = time.perf_counter()
                 batch = next(it)
                 t_data += time.perf_counter() - td
-                if bad_log is not None and "bad" in batch:
-                    bad_log.update(batch["bad"])
+                if batch.get("bad") if isinstance(batch, dict) else False:
+                    if bad_log is not None:
+                        bad_log.update(batch["bad"])          # rank 0: named at once
+                    else:
+                        self._bad_other_ranks.extend(batch["bad"])
                 last = micro == accum - 1
                 with _ddp_no_sync(self.train_model, not last):
                     with ctx.autocast():
@@ -450,7 +454,12 @@ class Trainer:
         finished = self.step_in_epoch >= self.steps_per_epoch
         del it
         if finished:
+            # the other ranks' replaced videos join rank 0's report of the epoch
+            others = du.all_gather_object(self._bad_other_ranks) if ctx.dist.distributed else []
+            self._bad_other_ranks = []
             if bad_log is not None:
+                for lst in others:
+                    bad_log.update(lst)
                 bad_log.end_epoch(self.epoch)
             metrics = self.on_epoch_end(self.epoch) if self.on_epoch_end else {}
             if metrics:
