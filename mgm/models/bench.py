@@ -190,7 +190,9 @@ def run(args) -> int:
                 ra = next(r for r in rows if r["arch"] == arch and r["size"] == size and r["ratio"] == a)
                 rb = next(r for r in rows if r["arch"] == arch and r["size"] == size and r["ratio"] == b)
                 key = "peak_mem_mib" if cuda else "activations_mib"
-                print(f"  {arch} {args.frames}x{size}^2: {ra['ms_per_step'] / rb['ms_per_step']:.2f}x time, "
+                print(f"  {arch} {args.frames}x{size}^2: {ra['ms_per_step'] / rb['ms_per_step']:.2f}x time "
+                      f"(medians; {ra['ms_min'] / rb['ms_min']:.2f}x by fastest step), "
+                      f"{ra['gflop_per_step'] / rb['gflop_per_step']:.2f}x FLOPs, "
                       f"{ra[key] / rb[key]:.2f}x memory, {ra['visible'] / rb['visible']:.2f}x visible tokens")
     if not cuda:
         print("\nCPU memory = autograd-saved activations (distinct non-parameter tensors); "

@@ -567,18 +567,23 @@ def load_checkpoint(path, num_frames: int | None = None, img_size: int | None = 
 
 
 def init_from(model: nn.Module, source) -> dict:
-    """Copy encoder weights (patch embedding + blocks) from ``source`` into ``model.encoder``.
+    """Initialise ``model`` from ``source`` (a path in any format ``load_checkpoint`` reads, or a model).
 
-    source: a path (any format ``load_checkpoint`` reads) or a model with an ``encoder``. The
-    encoder's final norm is not copied (a classifier has none). Returns {"initialised": [...]}:
-    the model's parameters that were not copied. Shapes must match.
+    A classifier gets the encoder (patch embedding + blocks; not the pretraining
+    ``encoder.norm``, as VideoMAE fine-tuning). A pretrainer gets every weight the source has
+    for it (encoder, and decoder / ``encoder_to_decoder`` / ``mask_token`` when the source is a
+    pretrainer too). Patch embedding and blocks must be present and shapes must match.
+    Returns {"initialised": [...]}: the model's weights that were not copied.
     """
     target = unwrap(model)
     if isinstance(source, nn.Module):
-        sd = {f"encoder.{k}": v for k, v in unwrap(source).encoder.state_dict().items()}
+        sd = dict(unwrap(source).state_dict())
     else:
         sd, _, _, _ = load_state_dict_any(source)
-    sd = {k: v for k, v in sd.items() if k.startswith("encoder.") and not k.startswith("encoder.norm.")}
+    if isinstance(target, VideoMAEClassifier):
+        sd = {k: v for k, v in sd.items() if k.startswith("encoder.") and not k.startswith("encoder.norm.")}
+    else:
+        sd = {k: v for k, v in sd.items() if not k.startswith(("head.", "fc_norm."))}
     report = _fill(target, sd, ("encoder.patch_embed.", "encoder.blocks."), "init_from")
     return {"initialised": report["initialised"]}
 
