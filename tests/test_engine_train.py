@@ -194,3 +194,28 @@ def test_gradient_accumulation_matches_the_large_batch(synth, tmp_path):
     assert [h["lr"] for h in big["history"]] == [h["lr"] for h in acc["history"]]
     for a, b in zip(big["history"], acc["history"]):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_multiview_eval_two_processes_matches_single(synth, tmp_path):
+    """7 videos x 3 views = 21 items over 2 ranks: one padded position must not count twice."""
+    from mgm.models import build_classifier, save_checkpoint
+
+    lines = (synth / "val.txt").read_text().splitlines()[:7]
+    (tmp_path / "test7.txt").write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    clf = build_classifier("vit_tiny", num_classes=8, num_frames=8, img_size=64)
+    ckpt = save_checkpoint(clf, tmp_path / "clf.safetensors")
+    common = ["eval", "--config", "tiny_finetune", f"data.test={tmp_path / 'test7.txt'}",
+              f"data.root={synth}", *SMALL, "data.test_clips=3", "data.test_crops=1",
+              "optim.batch_size=2", f"model.init={ckpt}"]
+    one = run_cli([*common, f"run.out_dir={tmp_path / 'one'}"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli([*common, f"run.out_dir={tmp_path / 'two'}"], nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = (tmp_path / "one" / "predictions.csv").read_text().splitlines()
+    b = (tmp_path / "two" / "predictions.csv").read_text().splitlines()
+    assert len(a) == 8 and all(r.split(",")[-1] == "3" for r in a[1:])
+    assert [r.split(",")[:6] + [r.split(",")[-1]] for r in a] == [r.split(",")[:6] + [r.split(",")[-1]] for r in b]
+    ma = json.loads((tmp_path / "one" / "test_metrics.json").read_text())
+    mb = json.loads((tmp_path / "two" / "test_metrics.json").read_text())
+    assert ma["top1"] == mb["top1"] and ma["top5"] == mb["top5"] and ma["videos"] == mb["videos"] == 7
