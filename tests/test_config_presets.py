@@ -92,3 +92,19 @@ def test_tiny_presets_are_small():
         assert cfg.model.arch == "vit_tiny" and cfg.data.size <= 112 and cfg.optim.epochs <= 5
     assert load_config("tiny_finetune").task == "finetune"
     assert load_config("tiny_linprobe").task == "linprobe"
+
+
+def test_cli_configs_print_config_and_errors(capsys):
+    from mgm.cli import main
+
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain_ssv2" in out and "tiny_finetune" in out and "Table 5" in out
+    assert main(["finetune", "--config", "finetune_ssv2", "--print-config", "optim.epochs=7",
+                 "--resume", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 7" in out and "resume: auto" in out and "task: finetune" in out
+    assert main(["pretrain", "--config", "tiny", "optim.lrr=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+    assert main(["pretrain", "--config", "tiny"]) == 2                 # no data.train
+    assert "data.train" in capsys.readouterr().err
