@@ -72,8 +72,9 @@ def _runner(task: str):
         if task in ("pretrain", "finetune") and not cfg.data.train:
             raise UserError("no training data: set data.train=LIST_OR_DIR (and data.root=DIR for "
                             "relative paths); `mgm data synth DIR` makes a small demo set")
-        from mgm.engine.trainer import TrainingStopped
+        from mgm.engine.trainer import RunError, TrainingStopped
 
+        user_errors = (RunError, FileNotFoundError) + _optional_errors()
         try:
             if task == "pretrain":
                 from mgm.engine.pretrain import run_pretrain as fn
@@ -87,12 +88,9 @@ def _runner(task: str):
         except TrainingStopped as e:
             print(f"mgm {task}: stopped: {e}", file=sys.stderr)
             return 3
-        except (ValueError, FileNotFoundError) as e:
+        except user_errors as e:
             # configuration / data / checkpoint problems: a message, not a traceback
-            if type(e).__name__ in ("ConfigError", "AnnotationError", "CheckpointError",
-                                    "FileNotFoundError", "ValueError"):
-                raise UserError(str(e)) from None
-            raise
+            raise UserError(str(e)) from None
         if isinstance(result, dict) and "step" in result:
             t = result.get("timing", {})
             steps = t.get("steps", 0)
@@ -109,6 +107,26 @@ def _runner(task: str):
         return 0
 
     return run
+
+
+def _optional_errors() -> tuple:
+    """The data and model packages' user-facing error types."""
+    from mgm.config import ConfigError
+
+    out = [ConfigError]
+    try:
+        from mgm.data.annotations import AnnotationError
+
+        out.append(AnnotationError)
+    except ImportError:
+        pass
+    try:
+        from mgm.models.checkpoint import CheckpointError
+
+        out.append(CheckpointError)
+    except ImportError:
+        pass
+    return tuple(out)
 
 
 def _configs(args) -> int:

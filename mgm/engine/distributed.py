@@ -35,7 +35,7 @@ def pick_device(pref: str = "auto", local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if pref.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"run.device={pref} but CUDA is not available")
+            raise ValueError(f"run.device={pref} but CUDA is not available")
         return torch.device(pref if ":" in pref else f"cuda:{local_rank}")
     return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
 

@@ -18,7 +18,7 @@ from mgm.config import Config, config_to_dict
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
 from mgm.engine.mixup import VideoMixup, soft_cross_entropy
-from mgm.engine.trainer import StepOutput, Trainer, setup_run, wrap_model
+from mgm.engine.trainer import RunError, StepOutput, Trainer, setup_run, wrap_model
 
 
 def build_classifier_from_config(cfg: Config, num_classes: int):
@@ -119,19 +119,20 @@ def _fmt_test(m: dict) -> str:
 
 
 def run_eval(cfg: Config, model=None) -> dict:
-    """``mgm eval``: multi-view test of ``model.init`` (a fine-tuned checkpoint)."""
-    ctx = setup_run(cfg)
+    """``mgm eval``: multi-view test of ``model.init`` (a fine-tuned checkpoint). Its config goes
+    to ``OUT_DIR/eval_config.yaml`` (a fine-tuning run's ``config.yaml`` stays as it was)."""
+    ctx = setup_run(cfg, config_name="eval_config.yaml")
     try:
         if model is None:
             if not cfg.model.init:
-                raise ValueError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")
+                raise RunError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")
             from mgm.models import load_checkpoint
 
             model = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,
                                     img_size=cfg.model.img_size, kind="classifier")
         model.to(ctx.device).eval()
         if getattr(model, "num_classes", 1) == 0:
-            raise ValueError(f"{cfg.model.init} has no classification head; fine-tune it first "
+            raise RunError(f"{cfg.model.init} has no classification head; fine-tune it first "
                              "(or use mgm linprobe)")
         metrics = run_test(ctx, model, cfg, task="eval")
         if ctx.dist.is_main:

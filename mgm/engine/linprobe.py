@@ -22,7 +22,7 @@ from torch import nn
 from mgm.config import Config, config_to_dict
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
-from mgm.engine.trainer import StepOutput, Trainer, setup_run, wrap_model
+from mgm.engine.trainer import RunError, StepOutput, Trainer, setup_run, wrap_model
 
 
 class LinearProbe(nn.Module):
@@ -123,7 +123,7 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> 
             val_dataset = build_dataset(cfg, "val", task="linprobe")
         if backbone is None:
             if not cfg.model.init:
-                raise ValueError("mgm linprobe needs model.init=CHECKPOINT (the pretrained encoder)")
+                raise RunError("mgm linprobe needs model.init=CHECKPOINT (the pretrained encoder)")
             from mgm.models import load_checkpoint
 
             backbone = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,

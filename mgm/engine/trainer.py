@@ -48,6 +48,11 @@ class TrainingStopped(RuntimeError):
     """The run stopped itself (e.g. repeated non-finite losses); the message says why."""
 
 
+class RunError(ValueError):
+    """A run that cannot start as configured (missing checkpoint, no GPU, ...): a message for
+    the user, not a traceback."""
+
+
 # ---------------------------------------------------------------- run context
 
 
@@ -101,16 +106,19 @@ def _amp(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, bool]:
     if p == "fp32":
         return None, False
     if p == "fp16" and device.type != "cuda":
-        raise TrainingStopped("run.precision=fp16 needs a GPU; use fp32 (or bf16) on CPU")
+        raise RunError("run.precision=fp16 needs a GPU; use fp32 (or bf16) on CPU")
     return (torch.bfloat16 if p == "bf16" else torch.float16), p == "fp16"
 
 
-def setup_run(cfg: Config) -> RunContext:
+def setup_run(cfg: Config, config_name: str = "config.yaml") -> RunContext:
     """Validate, init the process group, seed, create the output directory, save the config."""
     validate_config(cfg)
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
-    dist = du.init_distributed(cfg.run.device)
+    try:
+        dist = du.init_distributed(cfg.run.device)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     accum = accum_steps_for(cfg, dist.world_size)
     seed_everything(cfg.run.seed + dist.rank)
     amp_dtype, fp16 = _amp(cfg, dist.device)
@@ -118,7 +126,7 @@ def setup_run(cfg: Config) -> RunContext:
     out = Path(cfg.run.out_dir)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")    # the resolved config of this run
+        save_config(cfg, out / config_name)    # the resolved config of this run
     du.barrier()
     return RunContext(cfg, dist, out, amp_dtype, scaler, accum)
 
@@ -237,7 +245,7 @@ class Trainer:
         self.micro_per_epoch = len(self.sampler) // self.loader_batch
         self.steps_per_epoch = self.micro_per_epoch // ctx.accum_steps
         if self.steps_per_epoch < 1:
-            raise TrainingStopped(
+            raise RunError(
                 f"the training set ({len(dataset)} videos) gives no full optimiser step with "
                 f"batch {cfg.optim.batch_size} x {ctx.accum_steps} accumulation x "
                 f"{d.world_size} processes; lower optim.batch_size")
@@ -296,7 +304,7 @@ class Trainer:
         self.load_weights(self.model, path)
         st = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
         if st.get("global_batch") != self.global_batch:
-            raise TrainingStopped(f"{path}: saved with global batch {st.get('global_batch')}, this run "
+            raise RunError(f"{path}: saved with global batch {st.get('global_batch')}, this run "
                                   f"has {self.global_batch}; resume with the same batch settings")
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ctx.scaler is not None and st.get("scaler"):
