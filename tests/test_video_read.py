@@ -207,3 +207,19 @@ def test_bad_arguments_are_value_errors(synthetic_video_path):
         with pytest.raises(ValueError):
             read_clip(synthetic_video_path, **kw)
     assert os.path.exists(synthetic_video_path)
+
+
+@pytest.mark.parametrize("ext,codec", [("avi", "mpeg4"), ("mkv", "libx264"), ("h264", "libx264")])
+def test_other_containers_index_frames_exactly(synthetic_video_factory, ext, codec):
+    """AVI starts B-frame streams at pts 1 while reporting start_time 0; MKV has no frame count;
+    a raw .h264 stream has no timestamps at all (frames are counted, no seeking)."""
+    truth = synthetic_video_factory(ext=ext, codec=codec, num_frames=40, gop=16)
+    ref = _all_rgb(truth.path)
+    for start in (0, 21):
+        clip = read_clip(truth.path, num_frames=4, stride=4, start=start)
+        assert list(clip.indices) == [start + 4 * k for k in range(4)]
+        np.testing.assert_array_equal(clip.frames, ref[clip.indices])
+        assert clip.motion_source == "codec"
+        mag = np.linalg.norm(clip.motion, axis=-1)
+        d = np.median(clip.motion[clip.motion_valid & (mag > 2)], 0)
+        assert 3.0 < d[0] < 7.5 and 1.0 < d[1] < 4.0, d  # object: (6, 3) px per 4 frames

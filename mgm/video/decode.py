@@ -186,10 +186,39 @@ def sample_indices(n: int, num_frames: int, stride: int, start: int | None = Non
     return np.minimum(start + np.arange(num_frames, dtype=np.int64) * stride, n - 1)
 
 
-def _pts_origin(stream, fps: float) -> tuple[int, float]:
-    """(pts of raw frame 0, frames per pts unit)."""
+_first_pts_cache: dict = {}
+
+
+def _pts_origin(container, stream, fps: float, path) -> tuple[int | None, float]:
+    """(pts of raw frame 0 or None when unknown, frames per pts unit).
+
+    ``stream.start_time`` is the first displayed pts for MP4/MOV/MKV/WebM/TS/PS. AVI reports 0
+    while B-frame streams start at pts 1, and raw elementary streams have no timestamps: for
+    those the first packets are peeked (once per file, cached) — None means "count frames"."""
     tb = float(stream.time_base) if stream.time_base else 0.0
-    t0 = stream.start_time if stream.start_time is not None else 0
+    t0 = stream.start_time
+    if t0 is None or container.format.name == "avi":
+        try:
+            st = os.stat(os.fspath(path))
+            key = (os.fspath(path), st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        if key is not None and key in _first_pts_cache:
+            t0 = _first_pts_cache[key]
+        else:
+            import av
+
+            t0 = None
+            try:
+                with av.open(os.fspath(path), metadata_errors="ignore") as c:
+                    pts = [p.pts for _, p in zip(range(16), c.demux(c.streams.video[0])) if p.pts is not None]
+                    t0 = min(pts) if pts else None
+            except Exception:
+                t0 = None
+            if key is not None:
+                if len(_first_pts_cache) > 4096:
+                    _first_pts_cache.clear()
+                _first_pts_cache[key] = t0
     return t0, tb * fps
 
 
@@ -285,13 +314,14 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
                 st.codec_context.options = {"flags2": "+export_mvs"}
 
         configure(stream)
-        res = _decode(container, stream, idx, first_span, mode, True, fps)
+        t0, per_pts = _pts_origin(container, stream, fps, path)
+        res = _decode(container, stream, idx, first_span, mode, True, t0, per_pts)
         if res is None:  # the seek landed after a needed frame: decode from the start instead
             container.close()
             container, stream = _open(path)
             configure(stream)
-            res = _decode(container, stream, idx, first_span, mode, False, fps)
-        rgb, gray, types, mvs, pkt, last_fr, last_i = res
+            res = _decode(container, stream, idx, first_span, mode, False, t0, per_pts)
+        rgb, gray, types, mvs, pkt, last_fr, last_i, t0, pre_types = res
         meta = {}
         if not types:
             raise VideoError(path, "no decodable video frames")
@@ -319,16 +349,21 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
         if mode == "codec":
             lo = int(min(idx.min(), prev.min()))
             R = decoded_max - lo + 1
-            t0, per_pts = _pts_origin(stream, fps)
             # decode position and reference flag per packet, indexed by display index
-            pk = sorted((_pts_index(p_, t0, per_pts), d, r) for p_, (d, r) in pkt.items())
-            pk_disp = np.array([x[0] for x in pk], np.int64)
-            pk_dpos = np.array([x[1] for x in pk], np.int64)
-            pk_ref = np.array([x[2] for x in pk], bool)
-            dmap = dict(zip(pk_disp.tolist(), pk_dpos.tolist()))
             disp = np.arange(lo, lo + R, dtype=np.int64)
-            dpos = np.array([dmap.get(t, 1 << 40) for t in disp.tolist()], np.int64)
-            kp, kf = mv.reference_distances(disp, dpos, pk_disp[pk_ref], pk_dpos[pk_ref])
+            if pkt and t0 is not None and per_pts > 0:
+                pk = sorted((_pts_index(p_, t0, per_pts), d, r) for p_, (d, r) in pkt.items())
+                pk_disp = np.array([x[0] for x in pk], np.int64)
+                pk_dpos = np.array([x[1] for x in pk], np.int64)
+                pk_ref = np.array([x[2] for x in pk], bool)
+                dmap = dict(zip(pk_disp.tolist(), pk_dpos.tolist()))
+                dpos = np.array([dmap.get(t, 1 << 40) for t in disp.tolist()], np.int64)
+                kp, kf = mv.reference_distances(disp, dpos, pk_disp[pk_ref], pk_dpos[pk_ref])
+            else:  # no packet timestamps (raw elementary stream): I/P anchors from frame types
+                first = min(pre_types) if pre_types else lo
+                ft = "".join(types.get(i, pre_types.get(i, "?")) for i in range(first, lo + R))
+                kp, kf = mv.anchor_distances(ft)
+                kp, kf = kp[lo - first:], kf[lo - first:]
             vecs = [(i - lo, a) for i, a in mvs if lo <= i < lo + R]
             vel, valid = mv.vectors_to_grid(vecs, R, H, W, grid, kp, kf)
             motion_arr, motion_valid = mv.accumulate(vel, valid, lo, idx, prev, first_span)
@@ -370,7 +405,7 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
         container.close()
 
 
-def _decode(container, stream, idx, first_span, mode, allow_seek, fps):
+def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
     """The decode loop. Returns None when a seek skipped needed frames (caller retries from 0)."""
     from mgm.video.motion import ZERO_B_CODECS, h264_ref_idc, raw_vectors
 
@@ -390,10 +425,8 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, fps):
         if ex and len(ex) > 4 and ex[0] == 1:
             nal_len = (ex[4] & 3) + 1
 
-    t0, per_pts = _pts_origin(stream, fps)
-
     seeked = False
-    if allow_seek and need_lo > 0 and per_pts > 0:
+    if allow_seek and need_lo > 0 and per_pts > 0 and t0 is not None:
         target = int(t0 + need_lo / per_pts)
         try:
             container.seek(target, stream=stream, backward=True, any_frame=False)
@@ -401,7 +434,7 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, fps):
         except Exception:
             return None
 
-    rgb, gray, types = {}, {}, {}
+    rgb, gray, types, pre_types = {}, {}, {}, {}
     mvs = []           # (display index, structured array)
     pkt = {}           # pts -> (decode position, nal_ref_idc or None)
     dcount = 0
@@ -438,13 +471,16 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, fps):
             continue
         for fr in out:
             pts = fr.pts
-            i = _pts_index(pts, t0, per_pts) if (pts is not None and per_pts > 0) else counter + 1
+            if t0 is None and pts is not None and not seeked:
+                t0 = pts  # no container start time: the first frame decoded from the start
+            i = _pts_index(pts, t0, per_pts) if (pts is not None and per_pts > 0 and t0 is not None) else counter + 1
             counter = i
             if i > need_hi:
                 done = True
                 break
             ch = _PICT.get(int(fr.pict_type), "?")
             if i < need_lo:
+                pre_types[i] = ch
                 continue
             types[i] = ch
             last_fr, last_i = fr, i
@@ -463,4 +499,4 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, fps):
             break
     if seeked and types and min(types) > need_lo and min(want_rgb) < min(types):
         return None
-    return rgb, gray, types, mvs, pkt, last_fr, last_i
+    return rgb, gray, types, mvs, pkt, last_fr, last_i, t0, pre_types

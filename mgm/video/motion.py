@@ -90,6 +90,23 @@ def reference_distances(frame_disp: np.ndarray, frame_dpos: np.ndarray, ref_disp
     return k_past, k_fut
 
 
+def anchor_distances(frame_types: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fallback reference distances from display-order frame types alone (no decode order
+    known): P and B/past -> previous I/P, B/future -> next I/P. Wrong for B-pyramids."""
+    n = len(frame_types)
+    k_past = np.ones(n, np.float32)
+    k_fut = np.ones(n, np.float32)
+    anchors = [i for i, c in enumerate(frame_types) if c in "IP"]
+    for i in range(n):
+        j = bisect.bisect_left(anchors, i) - 1
+        if j >= 0:
+            k_past[i] = i - anchors[j]
+        j = bisect.bisect_right(anchors, i)
+        if j < len(anchors):
+            k_fut[i] = anchors[j] - i
+    return k_past, k_fut
+
+
 def vectors_to_grid(vectors: list[tuple[int, np.ndarray]], num_frames: int, height: int, width: int,
                     grid: int, k_past: np.ndarray, k_fut: np.ndarray, exact: bool = False,
                     ) -> tuple[np.ndarray, np.ndarray]:
