@@ -84,7 +84,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """RNG states in plain types + tensors, so trainer.pt loads with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    st = {"python": random.getstate(),
+          "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+          "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -92,7 +96,8 @@ def rng_state() -> dict:
 
 def set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
+    kind, keys, pos, has_gauss, gauss = st["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
@@ -302,7 +307,7 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         self.load_weights(self.model, path)
-        st = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+        st = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
         if st.get("global_batch") != self.global_batch:
             raise RunError(f"{path}: saved with global batch {st.get('global_batch')}, this run "
                                   f"has {self.global_batch}; resume with the same batch settings")
