@@ -142,3 +142,14 @@ def test_export_round_trip_classifier_default_eps(tmp_path):
     hf.fc_norm.eps = 1e-6
     with torch.no_grad():
         assert (hf(_hf(v)).logits - mine).abs().max() < ATOL
+
+
+def test_bare_videomae_model_loads_as_encoder(tmp_path):
+    torch.manual_seed(0)
+    hf = _perturb(tf.VideoMAEModel(tf.VideoMAEConfig(**CFG)))
+    hf.save_pretrained(tmp_path)
+    c = load_checkpoint(tmp_path)
+    assert type(c).__name__ == "VideoMAEClassifier" and c.num_classes == 0
+    v = _video()
+    with torch.no_grad():
+        assert (c.encoder(v) - hf(_hf(v)).last_hidden_state).abs().max() < ATOL
