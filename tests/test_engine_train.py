@@ -219,3 +219,17 @@ def test_multiview_eval_two_processes_matches_single(synth, tmp_path):
     ma = json.loads((tmp_path / "one" / "test_metrics.json").read_text())
     mb = json.loads((tmp_path / "two" / "test_metrics.json").read_text())
     assert ma["top1"] == mb["top1"] and ma["top5"] == mb["top5"] and ma["videos"] == mb["videos"] == 7
+
+
+def test_repeated_augmentation_copies_differ_and_are_reproducible(synth):
+    from mgm.data import build_dataset
+    from mgm.engine.trainer import RepeatedAugDataset
+
+    cfg = load_config("tiny_finetune", [*data_args(synth), *SMALL])
+    ds = build_dataset(cfg, "train", "finetune")
+    rep = RepeatedAugDataset(ds, 2)
+    assert len(rep) == 2 * len(ds)
+    a, b, again = rep[0], rep[1], rep[0]
+    assert a["index"] == b["index"] == 0 and a["label"] == b["label"]
+    assert not torch.equal(a["video"], b["video"])          # its own augmentation
+    assert torch.equal(a["video"], again["video"]) and ds.seed == cfg.run.seed
