@@ -65,6 +65,16 @@ class SyntheticObject:
         return c, s, a
 
 
+def bounce(start, velocity, num_frames: int, bounds) -> np.ndarray:
+    """(T, 2) centres moving at constant speed, reflected at bounds = (x0, y0, x1, y1)."""
+    t = np.arange(num_frames, dtype=np.float64)[:, None]
+    lo = np.array(bounds[:2], np.float64)
+    span = np.maximum(np.array(bounds[2:], np.float64) - lo, 1e-6)
+    p = (np.asarray(start, np.float64) - lo) + t * np.asarray(velocity, np.float64)
+    p = np.mod(p, 2 * span)
+    return lo + np.where(p > span, 2 * span - p, p)
+
+
 @dataclass
 class SyntheticTruth:
     path: Path
@@ -204,8 +214,8 @@ def make_synthetic_video(path: str | Path, width: int = 128, height: int = 96, n
                          container_options: dict | None = None, refs: int | None = None) -> SyntheticTruth:
     """Render and encode a synthetic clip; returns the ground truth.
 
-    Default: one 1/4-frame-sized textured square moving right and down at (2, 1) px/frame over
-    a static textured background. ``b_pyramid`` is x264's (none | strict | normal); the default
+    Default: one textured square (1/3 of the short side) moving at (2, 1) px/frame and bouncing
+    off the frame borders, over a static textured background. ``b_pyramid`` is x264's (none | strict | normal); the default
     "none" keeps every B-frame referencing the neighbouring I/P anchors, "normal" makes the
     middle B a reference as x264 does by default on real video. ``container_options`` go to the
     muxer (e.g. ``{"movflags": "faststart"}`` puts the MP4 index first). ``refs``: x264's number
@@ -214,7 +224,8 @@ def make_synthetic_video(path: str | Path, width: int = 128, height: int = 96, n
     """
     if objects is None:
         s = max(8, min(width, height) // 3)
-        objects = [SyntheticObject(size=(s, s), start=(width * 0.3, height * 0.35), velocity=(2.0, 1.0))]
+        c = bounce((width * 0.3, height * 0.35), (2.0, 1.0), num_frames, (s / 2, s / 2, width - s / 2, height - s / 2))
+        objects = [SyntheticObject(size=(s, s), centres=c)]
     frames, boxes, centres = render_frames(width, height, num_frames, objects, pan=pan,
                                            distractors=distractors, seed=seed)
     encode_frames(path, frames, fps=fps, codec=codec, bframes=bframes, gop=gop, crf=crf,
