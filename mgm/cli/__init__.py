@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "mgm.cli.bench",    # mgm bench {motion,masks,loader,model}
     "mgm.cli.export",   # mgm export CHECKPOINT --to hf DIR
     "mgm.cli.train",    # mgm pretrain|finetune|linprobe|eval, mgm configs
+    "mgm.cli.demo",     # mgm demo, mgm ablate masks|ratio|motion, mgm saliency
 ]
 
 

@@ -205,6 +205,16 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
+    @torch.no_grad()
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The softmax attention weights (B, heads, N, N) this layer would use on ``x`` (no mask)."""
+        B, N, D = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        q, k, _ = F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        return torch.softmax((q.float() @ k.float().transpose(-2, -1)) * (q.shape[-1] ** -0.5), dim=-1)
+
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
@@ -330,6 +340,18 @@ class Encoder(nn.Module):
         layout = Layout(self.grid, ids_keep) if self.spec.attention == "divided" else None
         x = _run_blocks(self.blocks, x, layout, self.grad_checkpointing and self.training)
         return self.norm(x)
+
+    @torch.no_grad()
+    def last_attention(self, video: torch.Tensor) -> torch.Tensor:
+        """Attention weights (B, heads, N, N) of the last block over all tokens (joint attention
+        only; for figures such as the paper's Fig. 7)."""
+        if self.spec.attention != "joint":
+            raise ValueError("last_attention needs attention='joint'")
+        self.check_input(video)
+        x = self.patch_embed(video) + self.pos_embed.to(dtype=video.dtype)
+        for blk in self.blocks[:-1]:
+            x = blk(x)
+        return self.blocks[-1].attn.weights(self.blocks[-1].norm1(x))
 
 
 class Decoder(nn.Module):
