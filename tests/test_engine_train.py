@@ -233,3 +233,20 @@ def test_repeated_augmentation_copies_differ_and_are_reproducible(synth):
     assert a["index"] == b["index"] == 0 and a["label"] == b["label"]
     assert not torch.equal(a["video"], b["video"])          # its own augmentation
     assert torch.equal(a["video"], again["video"]) and ds.seed == cfg.run.seed
+
+
+def test_corrupt_videos_are_named_in_the_epoch_report(synth, tmp_path):
+    from mgm.engine.pretrain import run_pretrain
+
+    (tmp_path / "broken.mp4").write_bytes(os.urandom(2000))
+    good = (synth / "train.txt").read_text().splitlines()[:7]
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join([f"{synth / g.split()[0]} {g.split()[1]}" for g in good]
+                             + [f"{tmp_path / 'broken.mp4'} 0"]) + "\n")
+    cfg = load_config("tiny", [f"data.train={lst}", *SMALL, f"run.out_dir={tmp_path / 'r'}",
+                               "optim.batch_size=4", "optim.epochs=1", "optim.warmup_epochs=0"])
+    res = run_pretrain(cfg)
+    assert res["step"] == 2 and res["epoch"] == 1
+    rep = read_log(tmp_path / "r" / "log.jsonl", "data")
+    assert rep[0]["bad_videos"] == 1 and "broken.mp4" in rep[0]["videos"][0]
+    assert "broken.mp4" in (tmp_path / "r" / "bad_videos.jsonl").read_text()

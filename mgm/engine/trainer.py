@@ -473,7 +473,10 @@ class Trainer:
             if bad_log is not None:
                 for lst in others:
                     bad_log.update(lst)
-                bad_log.end_epoch(self.epoch)
+                rep = bad_log.end_epoch(self.epoch)
+                logger.log("data", self.step, epoch=self.epoch + 1, bad_videos=rep["count"],
+                           replacements=rep["replacements"],
+                           videos=[f"{v['path']}: {v['reason']}" for v in rep["videos"]])
             metrics = self.on_epoch_end(self.epoch) if self.on_epoch_end else {}
             if metrics:
                 logger.log("val", self.step, epoch=self.epoch + 1, **metrics)
