@@ -1,34 +1,38 @@
-"""VideoMAE models: pretrainer (masked autoencoder), classifier, checkpoints. See docs/models.md."""
-from mgm.models.vit import (
-    ARCHS,
-    VideoMAEClassifier,
-    VideoMAEPretrainer,
-    VideoMAESpec,
-    build_classifier,
-    build_model,
-    build_pretrainer,
-    sinusoid_table,
-)
-from mgm.models.checkpoint import (
-    CheckpointError,
-    init_from,
-    load_checkpoint,
-    load_state_dict_any,
-    save_checkpoint,
-)
+"""VideoMAE models: pretrainer (masked autoencoder), classifier, checkpoints. See docs/models.md.
 
-__all__ = [
-    "ARCHS",
-    "CheckpointError",
-    "VideoMAEClassifier",
-    "VideoMAEPretrainer",
-    "VideoMAESpec",
-    "build_classifier",
-    "build_model",
-    "build_pretrainer",
-    "init_from",
-    "load_checkpoint",
-    "load_state_dict_any",
-    "save_checkpoint",
-    "sinusoid_table",
-]
+Names are imported lazily (PEP 562), so importing ``mgm.models.bench`` for ``mgm --help``
+does not import torch.
+"""
+import importlib
+
+_EXPORTS = {
+    "ARCHS": "mgm.models.vit",
+    "VideoMAEClassifier": "mgm.models.vit",
+    "VideoMAEPretrainer": "mgm.models.vit",
+    "VideoMAESpec": "mgm.models.vit",
+    "build_classifier": "mgm.models.vit",
+    "build_model": "mgm.models.vit",
+    "build_pretrainer": "mgm.models.vit",
+    "sinusoid_table": "mgm.models.vit",
+    "CheckpointError": "mgm.models.checkpoint",
+    "init_from": "mgm.models.checkpoint",
+    "load_checkpoint": "mgm.models.checkpoint",
+    "load_state_dict_any": "mgm.models.checkpoint",
+    "save_checkpoint": "mgm.models.checkpoint",
+    "save_official": "mgm.models.checkpoint",
+    "export_hf": "mgm.models.hf_export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mgm.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
