@@ -223,3 +223,20 @@ def test_other_containers_index_frames_exactly(synthetic_video_factory, ext, cod
         mag = np.linalg.norm(clip.motion, axis=-1)
         d = np.median(clip.motion[clip.motion_valid & (mag > 2)], 0)
         assert 3.0 < d[0] < 7.5 and 1.0 < d[1] < 4.0, d  # object: (6, 3) px per 4 frames
+
+
+@pytest.mark.parametrize("pyramid", ["none", "normal"])
+def test_skipping_preroll_nonref_frames_changes_nothing(synthetic_video_factory, monkeypatch, pyramid):
+    import mgm.video.decode as dec
+
+    truth = synthetic_video_factory(num_frames=80, gop=40, b_pyramid=pyramid)
+    for start in (9, 30, 55):
+        for motion in ("codec", "none"):
+            monkeypatch.setattr(dec, "SKIP_PREROLL_NONREF", True)
+            a = read_clip(truth.path, 5, 3, start=start, motion=motion)
+            monkeypatch.setattr(dec, "SKIP_PREROLL_NONREF", False)
+            b = read_clip(truth.path, 5, 3, start=start, motion=motion)
+            np.testing.assert_array_equal(a.frames, b.frames)
+            np.testing.assert_array_equal(a.motion, b.motion)
+            np.testing.assert_array_equal(a.motion_valid, b.motion_valid)
+            assert a.frame_types == b.frame_types

@@ -36,6 +36,9 @@ MOTION_MODES = ("auto", "codec", "flow", "none")
 THREAD_TYPE = "SLICE"
 _PICT = {1: "I", 2: "P", 3: "B", 4: "S", 5: "i", 6: "p", 7: "b"}
 _MAX_DECODE_ERRORS = 50
+# Don't feed non-reference H.264 frames (nal_ref_idc = 0) that lie before the first frame needed
+# to the decoder: no other frame is predicted from them, so the output is identical.
+SKIP_PREROLL_NONREF = True
 # FFmpeg's tty demuxer opens any .txt/.asc/.diz/.nfo file as an "ANSI art" video
 _TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 _warned_flow: set[str] = set()
@@ -418,7 +421,10 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
     want_gray = (want_rgb | {first_prev}) if mode == "flow" else set()
     codec_mv = mode == "codec"
     zero_b = codec in ZERO_B_CODECS
-    parse_ref = codec_mv and codec == "h264"
+    # H.264 packets carry nal_ref_idc: parsed for the reference distances (codec motion) and to
+    # skip non-reference frames in the pre-roll between the keyframe and the clip
+    skip_preroll = SKIP_PREROLL_NONREF and codec == "h264" and t0 is not None and per_pts > 0
+    parse_ref = codec == "h264" and (codec_mv or skip_preroll)
     nal_len = 0  # Annex-B unless the extradata is an avcC record
     if parse_ref:
         ex = ctx.extradata
@@ -453,13 +459,16 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
             errors += 1
             packet = None
         if packet is not None and packet.size:
+            ref = h264_ref_idc(packet, nal_len) if parse_ref else None
             if codec_mv and packet.pts is not None:
-                ref = h264_ref_idc(packet, nal_len) if parse_ref else None
                 # without nal_ref_idc: a packet displayed after everything decoded so far is an
                 # anchor (I/P, a reference); one displayed earlier is a (non-reference) B-frame
                 pkt[packet.pts] = (dcount, ref > 0 if ref is not None else packet.pts > max_pts)
                 max_pts = max(max_pts, packet.pts)
                 dcount += 1
+            if (ref == 0 and skip_preroll and packet.pts is not None
+                    and _pts_index(packet.pts, t0, per_pts) < need_lo):
+                continue  # a non-reference frame before the clip: nothing needs it, don't decode it
         try:
             out = ctx.decode(packet)
         except Exception:
