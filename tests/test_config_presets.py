@@ -106,5 +106,10 @@ def test_cli_configs_print_config_and_errors(capsys):
     assert "epochs: 7" in out and "resume: auto" in out and "task: finetune" in out
     assert main(["pretrain", "--config", "tiny", "optim.lrr=1"]) == 2
     assert "unknown config key" in capsys.readouterr().err
+    # options may also follow the overrides
+    assert main(["finetune", "optim.epochs=5", "--config", "tiny_finetune", "--out", "/x/y",
+                 "model.init=ckpt", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 5" in out and "out_dir: /x/y" in out and "init: ckpt" in out
     assert main(["pretrain", "--config", "tiny"]) == 2                 # no data.train
     assert "data.train" in capsys.readouterr().err

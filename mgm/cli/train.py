@@ -7,6 +7,7 @@ only when a command runs).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 TASK_HELP = {
@@ -20,15 +21,17 @@ TASK_HELP = {
 def register(sub) -> None:
     for task, help_ in TASK_HELP.items():
         p = sub.add_parser(task, help=help_, description=f"{help_}. " + _USAGE)
-        p.add_argument("--config", "-c", required=True, metavar="CONFIG",
-                       help="preset name (see `mgm configs`) or YAML file")
+        p.add_argument("--config", "-c", metavar="CONFIG",
+                       help="preset name (see `mgm configs`) or YAML file (required)")
         p.add_argument("--resume", metavar="auto|PATH", default=None,
                        help="continue from the newest checkpoint in run.out_dir (auto) or PATH "
                             "(same as run.resume=...)")
         p.add_argument("--out", metavar="DIR", default=None, help="output directory (run.out_dir)")
         p.add_argument("--print-config", action="store_true",
                        help="print the resolved config and exit")
-        p.add_argument("overrides", nargs="*", metavar="key=value")
+        # REMAINDER: options may also come after the overrides (argparse cannot interleave
+        # a '*' positional with options); _split_remainder sorts them out
+        p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value")
         p.set_defaults(func=_runner(task))
     c = sub.add_parser("configs", help="list the config presets")
     c.add_argument("name", nargs="?", help="print this preset fully resolved")
@@ -39,10 +42,43 @@ _USAGE = ("Overrides: key=value for any config field, e.g. optim.epochs=3 data.t
           "data.root=DIR model.init=CKPT. Several processes: torchrun --nproc_per_node N -m mgm ...")
 
 
+_VALUE_OPTS = {"--config": "config", "-c": "config", "--resume": "resume", "--out": "out"}
+
+
+def _split_remainder(args) -> None:
+    """Move options found among the overrides to ``args``; the rest must be key=value."""
+    from mgm.cli import UserError
+
+    rest, items, i = [], list(args.overrides), 0
+    while i < len(items):
+        tok = items[i]
+        name, eq, val = tok.partition("=")
+        if tok == "--print-config":
+            args.print_config = True
+        elif name in _VALUE_OPTS and tok.startswith("-"):
+            if not eq:
+                i += 1
+                if i >= len(items):
+                    raise UserError(f"{name} needs a value")
+                val = items[i]
+            setattr(args, _VALUE_OPTS[name], val)
+        elif tok.startswith("-"):
+            raise UserError(f"unknown option {tok}")
+        elif not eq:
+            raise UserError(f"{tok!r} is not an override of the form key=value")
+        else:
+            rest.append(tok)
+        i += 1
+    args.overrides = rest
+    if not args.config:
+        raise UserError("--config CONFIG is required (a preset name, see `mgm configs`, or a YAML file)")
+
+
 def _load(args, task: str):
     from mgm.cli import UserError
     from mgm.config import ConfigError, load_config, validate_config
 
+    _split_remainder(args)
     overrides = list(args.overrides)
     if args.resume is not None:
         overrides.append(f"run.resume={args.resume}")
