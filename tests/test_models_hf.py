@@ -153,3 +153,17 @@ def test_bare_videomae_model_loads_as_encoder(tmp_path):
     v = _video()
     with torch.no_grad():
         assert (c.encoder(v) - hf(_hf(v)).last_hidden_state).abs().max() < ATOL
+
+
+def test_pretrainer_without_encoder_norm_matches(tmp_path):
+    """transformers' default use_mean_pooling=True pretraining config has no encoder norm."""
+    torch.manual_seed(0)
+    hf = _perturb(tf.VideoMAEForPreTraining(tf.VideoMAEConfig(**CFG)))
+    hf.save_pretrained(tmp_path)
+    ours = load_checkpoint(tmp_path)
+    assert not ours.spec.encoder_norm
+    v, mask = _video(), _masks()["random"]
+    with torch.no_grad():
+        ref = hf(_hf(v), bool_masked_pos=mask)
+        loss, pred = ours(v, mask)
+    assert (pred - ref.logits).abs().max() < ATOL and abs(loss.item() - ref.loss.item()) < ATOL

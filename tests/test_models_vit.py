@@ -227,3 +227,19 @@ def test_patchify_round_trip():
     m = _pre()
     v = _video()
     assert torch.equal(m.unpatchify(m.patchify(v).flatten(2)), v)
+
+
+def test_cli_export_round_trip(tmp_path, capsys):
+    from mgm.cli import main
+
+    c = build_classifier("custom", num_classes=3, **TINY, **SMALL).eval()
+    src = save_checkpoint(c, tmp_path / "c")
+    assert main(["export", str(src), "--to", "hf", str(tmp_path / "hf")]) == 0
+    assert main(["export", str(tmp_path / "hf"), "--to", "official", str(tmp_path / "c.pth")]) == 0
+    assert main(["export", str(tmp_path / "nope"), "--to", "hf", str(tmp_path / "x")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    v = _video()
+    back = load_checkpoint(tmp_path / "hf")
+    assert torch.equal(back(v), c(v))
+    off = load_checkpoint(tmp_path / "c.pth", num_frames=4, img_size=32, num_heads=2)
+    assert (off(v) - c(v)).abs().max() < 1e-6
