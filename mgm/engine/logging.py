@@ -1,7 +1,7 @@
 """Run logging on rank 0: a tqdm bar (ETA, clips/s), TensorBoard scalars, a JSON-lines file.
 
-Every record goes to ``OUT_DIR/log.jsonl`` as one JSON object per line (``{"step": .., "kind":
-"train", "loss": .., "lr": .., ...}``); scalars also go to TensorBoard under ``KIND/NAME``
+Every record goes to ``OUT_DIR/log.jsonl`` as one strict JSON object per line (``{"step": ..,
+"kind": "train", "loss": .., "lr": .., ...}``; a non-finite number is written as ``null``); scalars also go to TensorBoard under ``KIND/NAME``
 (``train/loss``, ``train/lr``, ``train/clips_per_s``, ``train/masked_ratio``, ``val/top1`` ...).
 Other ranks get a logger that does nothing.
 """
@@ -45,8 +45,10 @@ class RunLogger:
             return
         clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool)) else v)
                  for k, v in values.items()}
-        rec = {"kind": kind, "step": step, "time": round(time.time(), 3), **clean}
-        self._file.write(json.dumps(rec, allow_nan=True) + "\n")
+        # strict JSON: a non-finite number is written as null
+        rec = {"kind": kind, "step": step, "time": round(time.time(), 3),
+               **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in clean.items()}}
+        self._file.write(json.dumps(rec, allow_nan=False) + "\n")
         if self._tb is not None:
             for k, v in clean.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
