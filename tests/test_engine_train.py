@@ -5,7 +5,6 @@ Clips are 8 x 64 x 64 and the model vit_tiny, so every run is a few seconds.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

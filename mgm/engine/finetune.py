@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-import torch
 import torch.nn.functional as F
 
 from mgm.config import Config, config_to_dict
