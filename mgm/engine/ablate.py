@@ -48,6 +48,7 @@ class Recipe:
     base_lr: float = 2.0e-2         # lr = base_lr * batch / 256 (AdamW)
     depth: int = 4                  # encoder blocks of vit_tiny
     decoder_depth: int = 1
+    norm_pix_loss: bool = True      # VideoMAE's per-patch normalised targets
     probe_epochs: int = 30          # linear probe on cached features (seconds)
     finetune_epochs: int = 0        # 0: no fine-tuning
     max_steps: int = 0              # > 0: cap pretraining steps (smoke tests)
@@ -77,7 +78,8 @@ def pretrain_config(r: Recipe):
     out = Path(r.out_dir) / "pretrain"
     ov = _base_overrides(r, out) + [
         f"mask.strategy={r.strategy}", f"mask.ratio={r.ratio}", f"data.motion={r.motion}",
-        f"model.decoder_depth={r.decoder_depth}", f"optim.epochs={r.epochs}",
+        f"model.decoder_depth={r.decoder_depth}", f"model.norm_pix_loss={str(r.norm_pix_loss).lower()}",
+        f"optim.epochs={r.epochs}",
         f"optim.warmup_epochs={min(1.0, r.epochs / 4)}", f"optim.batch_size={r.batch_size}",
         f"optim.base_lr={r.base_lr}", f"run.max_steps={r.max_steps}"]
     return load_config("tiny", ov)

@@ -44,7 +44,8 @@ class StageProgress:
         self.stage = None
         self.bar = tqdm(total=round(sum(weights.values()), 1), disable=not enabled, file=sys.stderr,
                         bar_format="demo [{desc}] {percentage:3.0f}%|{bar}| {elapsed} elapsed, "
-                                   "ETA {remaining}", dynamic_ncols=True, position=0)
+                                   "ETA {remaining}", dynamic_ncols=True, position=0,
+                        smoothing=0.0)
         self._stop = threading.Event()
         self._thread = None
         self.times: dict[str, float] = {}
@@ -150,7 +151,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     p = dict(PRESETS["quick" if quick else "default"])
     p.update({k: v for k, v in overrides.items() if v is not None})
     data = Path(data_dir) if data_dir else out / "data"
-    n_train = sum(1 for i in range(p["videos"]) if (i // 8) % 5 != 4)
+    n_train = int(p["videos"] * 0.8)         # estimate for the bar; the real count after "data"
     recipe = Recipe(data_dir=str(data), out_dir=str(out / "runs" / "mgm"), strategy="mgm", seed=seed,
                     epochs=p["epochs"], probe_epochs=p["probe_epochs"], max_steps=p.get("max_steps", 0))
     steps = p["epochs"] * (n_train // recipe.batch_size)
@@ -163,6 +164,11 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     try:
         bar.start("data")
         metrics["data"] = ensure_dataset(data, p["videos"], progress=False)
+        n_train = len((data / "train.txt").read_text().split("\n")) - 1
+        steps = p["epochs"] * (n_train // recipe.batch_size)
+        if recipe.max_steps:
+            steps = min(steps, recipe.max_steps)
+        metrics["data"]["train"] = n_train
 
         bar.start("pretrain", follow=Path(recipe.out_dir) / "pretrain" / "log.jsonl", steps=steps)
         from mgm.engine import ablate
@@ -235,7 +241,7 @@ def make_figures(out: Path, fig_dir: Path, data: Path, weights: str, base_weight
     figs["reconstruction"] = {"path": str(path.relative_to(out)), "size": list(size), "clip": rel,
                               "loss": losses}
     enc = {"MGM-pretrained": load_checkpoint(weights, kind="classifier", num_classes=0).encoder,
-           "random init (no pretraining)": load_checkpoint(base_weights, kind="classifier", num_classes=0).encoder}
+           "random init": load_checkpoint(base_weights, kind="classifier", num_classes=0).encoder}
     path, size, maps = F.attention_figure(enc, video, frames, grid, s.tubelet, fig_dir / "attention.png")
     figs["attention"] = {"path": str(path.relative_to(out)), "size": list(size), "clip": rel,
                          "max_weight": {k: float(v.max()) for k, v in maps.items()}}

@@ -170,6 +170,10 @@ def reconstruction_figure(model, video, masks: dict, path, tubelet: int, tile: i
             rows.append(("original", [_tile(r["original"][f], tile) for f in cols]))
             first = False
         rows.append((f"{name} mask: input (masked = grey)", [_tile(r["masked"][f], tile) for f in cols]))
+        if not model.norm_pix_loss:
+            rows.append((f"{name}: reconstruction, predicted pixels (loss {r['loss']:.3f})",
+                         [_tile(r["recon_target_stats"][f], tile) for f in cols]))
+            continue
         rows.append((f"{name}: reconstruction, masked patches un-normalised with the TARGET's "
                      f"own patch mean/std (loss {r['loss']:.3f})",
                      [_tile(r["recon_target_stats"][f], tile) for f in cols]))
@@ -223,7 +227,7 @@ def attention_figure(encoders: dict, video, frames: np.ndarray, grid, tubelet: i
                 img[y0:y1 + 1, [x0, x1]] = (0, 255, 0)
                 img[[y0, y1], x0:x1 + 1] = (0, 255, 0)
             tiles.append(img)
-        rows.append((f"{name}: attention of the centre patch of t'={T // 2} (last block, mean of heads; min..max of the row)", tiles))
+        rows.append((f"{name}: attention of the centre patch (green) of t'={T // 2}", tiles))
     img = _grid_image(rows, tile, label_w=170)
     path = Path(path)
     Image.fromarray(img).save(path)

@@ -53,7 +53,7 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
                                                           f"{_f(pre.get('final_loss'), 3)}"),
         ("pretraining steps / epochs / seconds", f"{pre.get('steps')} / {s.get('epochs')} / {_f(pre.get('seconds'))}"),
         ("mask / ratio", f"{pre.get('mask')} / {pre.get('ratio')}"),
-        ("videos (train + val), reused", f"{data.get('videos')}, {data.get('reused')}"),
+        ("videos (all / train), reused", f"{data.get('videos')} / {data.get('train')}, {data.get('reused')}"),
         ("linear probe epochs", str(lp.get("epochs"))),
         ("wall time (s)", _f(m.get("wall_seconds"))),
         ("seconds per stage", ", ".join(f"{k} {_f(v)}" for k, v in (m.get("stage_seconds") or {}).items())),
