@@ -42,7 +42,7 @@ def test_demo_quick_end_to_end(tmp_path):
     for f in figs.values():
         assert f["path"] in md
     assert html.count("data:image/png;base64,") == len(figs)     # self-contained
-    assert "mean and std of the TRUE patch" in md                 # labelled where it uses target stats
+    assert "no ground-truth statistics" in md    # default pixel targets: the figure uses no target stats
 
 
 def test_png_size_rejects_non_png(tmp_path):

@@ -21,6 +21,8 @@ def register(sub) -> None:
     d.add_argument("--quick", action="store_true", help="small set, one pretraining epoch")
     d.add_argument("--data", default=None, help="dataset directory to generate or reuse (default OUT/data)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--norm-pix", action="store_true",
+                   help="VideoMAE's per-patch normalised targets (default: pixel targets; see docs/results.md)")
     d.add_argument("--videos", type=int, default=None, help=argparseSUPPRESS())
     d.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 12; --quick 1)")
     d.add_argument("--probe-epochs", type=int, default=None, help=argparseSUPPRESS())
@@ -50,6 +52,8 @@ def register(sub) -> None:
     a.add_argument("--out", default="runs/ablate", help="output directory (default runs/ablate)")
     a.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="masks: leave out the no-pretraining (random init) row")
+    a.add_argument("--norm-pix", action="store_true",
+                   help="VideoMAE's per-patch normalised targets (default: pixel targets; see docs/results.md)")
     a.add_argument("--workers", type=int, default=1, help="DataLoader workers (default 1)")
     a.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     a.add_argument("--json", action="store_true")
@@ -83,6 +87,7 @@ def _demo(args) -> int:
     from mgm.report.demo import run_demo
 
     m = run_demo(args.out, quick=args.quick, data_dir=args.data, seed=args.seed, progress=True,
+                 norm_pix_loss=args.norm_pix,
                  videos=args.videos, epochs=args.epochs, probe_epochs=args.probe_epochs,
                  max_steps=args.max_steps)
     if args.json:
@@ -116,7 +121,8 @@ def _ablate(args) -> int:
     ensure_dataset(data, args.videos)
     base = Recipe(data_dir=str(data), out_dir=str(out), epochs=args.epochs, probe_epochs=args.probe_epochs,
                   finetune_epochs=args.finetune_epochs, max_steps=args.max_steps,
-                  finetune_max_steps=args.max_steps, workers=args.workers, threads=args.threads)
+                  finetune_max_steps=args.max_steps, workers=args.workers, threads=args.threads,
+                  norm_pix_loss=args.norm_pix)
     variants = None
     if args.kind == "masks":
         variants = args.strategies

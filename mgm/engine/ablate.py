@@ -48,7 +48,7 @@ class Recipe:
     base_lr: float = 2.0e-2         # lr = base_lr * batch / 256 (AdamW)
     depth: int = 4                  # encoder blocks of vit_tiny
     decoder_depth: int = 1
-    norm_pix_loss: bool = True      # VideoMAE's per-patch normalised targets
+    norm_pix_loss: bool = False     # True: VideoMAE's per-patch normalised targets (see docs/results.md)
     probe_epochs: int = 30          # linear probe on cached features (seconds)
     finetune_epochs: int = 0        # 0: no fine-tuning
     max_steps: int = 0              # > 0: cap pretraining steps (smoke tests)

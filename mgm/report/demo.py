@@ -139,7 +139,7 @@ def figure_clip(data_dir: Path):
 
 
 def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_dir=None,
-             progress: bool = True, seed: int = 0, **overrides) -> dict:
+             progress: bool = True, seed: int = 0, norm_pix_loss: bool = False, **overrides) -> dict:
     """Run the whole demo; returns the metrics (also in ``OUT/metrics.json``).
 
     ``overrides``: ``videos``, ``epochs``, ``probe_epochs``, ``max_steps`` (for tests)."""
@@ -153,7 +153,8 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     data = Path(data_dir) if data_dir else out / "data"
     n_train = int(p["videos"] * 0.8)         # estimate for the bar; the real count after "data"
     recipe = Recipe(data_dir=str(data), out_dir=str(out / "runs" / "mgm"), strategy="mgm", seed=seed,
-                    epochs=p["epochs"], probe_epochs=p["probe_epochs"], max_steps=p.get("max_steps", 0))
+                    epochs=p["epochs"], probe_epochs=p["probe_epochs"], max_steps=p.get("max_steps", 0),
+                    norm_pix_loss=norm_pix_loss)
     steps = p["epochs"] * (n_train // recipe.batch_size)
     if recipe.max_steps:
         steps = min(steps, recipe.max_steps)
@@ -178,7 +179,8 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         metrics["pretrain"] = {"steps": pre["steps"], "seconds": round(pre["seconds"], 1),
                                "first_loss": hist[0]["loss"] if hist else float("nan"),
                                "final_loss": ablate._tail_loss(hist), "weights": pre["weights"],
-                               "mask": "mgm", "ratio": recipe.ratio}
+                               "mask": "mgm", "ratio": recipe.ratio,
+                               "targets": "per-patch normalised" if norm_pix_loss else "pixels"}
 
         bar.start("linprobe")
         lp = ablate.linprobe(recipe, pre["weights"])

@@ -36,7 +36,8 @@ def png_size(path) -> tuple[int, int]:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
-def loss_curve(history: list[dict], path, title: str = "pretraining loss") -> tuple[Path, tuple[int, int]]:
+def loss_curve(history: list[dict], path, title: str = "pretraining loss",
+               ylabel: str = "MSE on masked patches") -> tuple[Path, tuple[int, int]]:
     plt = _plt()
     fig, ax = plt.subplots(figsize=LOSS_SIZE)
     steps = [h["step"] for h in history]
@@ -49,7 +50,7 @@ def loss_curve(history: list[dict], path, title: str = "pretraining loss") -> tu
             ax.plot(steps[k - 1:], sm, lw=1.8, label=f"mean of {k} steps")
         ax.legend(fontsize=8)
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("MSE (per-patch normalised pixels)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 CAPTIONS = {
-    "loss": ("Pretraining loss", "MSE on the masked tubelets, targets normalised per patch "
-             "(VideoMAE's norm_pix_loss), per optimiser step of the MGM pretraining."),
+    "loss": ("Pretraining loss", "MSE on the masked tubelets per optimiser step of the MGM "
+             "pretraining (targets: see the metrics table)."),
     "masks": ("Masks of every strategy on one clip (paper Fig. 5)",
               "Top row: the frames with the motion magnitude of each patch (red) and its argmax "
               "(yellow cross); then one row per strategy, masked patches tinted blue. One column "
@@ -52,7 +52,7 @@ def metric_rows(m: dict) -> list[tuple[str, str]]:
         ("pretraining loss: first step → mean of last 10", f"{_f(pre.get('first_loss'), 3)} → "
                                                           f"{_f(pre.get('final_loss'), 3)}"),
         ("pretraining steps / epochs / seconds", f"{pre.get('steps')} / {s.get('epochs')} / {_f(pre.get('seconds'))}"),
-        ("mask / ratio", f"{pre.get('mask')} / {pre.get('ratio')}"),
+        ("mask / ratio / targets", f"{pre.get('mask')} / {pre.get('ratio')} / {pre.get('targets')}"),
         ("videos (all / train), reused", f"{data.get('videos')} / {data.get('train')}, {data.get('reused')}"),
         ("linear probe epochs", str(lp.get("epochs"))),
         ("wall time (s)", _f(m.get("wall_seconds"))),
@@ -73,17 +73,29 @@ INTRO = ("Synthetic motion classes (`mgm data synth`: one textured object moves 
          "initialisation is probed too, as the no-pretraining reference.")
 
 
+PIXEL_RECON = ("For the MGM and tube masks of the clip above: the input with masked patches grey, and "
+               "the reconstruction (visible patches from the input, masked patches as predicted, in "
+               "pixels; no ground-truth statistics are used).")
+
+TARGETS = ("Targets are raw pixels by default: with VideoMAE's per-patch normalised targets "
+           "(`--norm-pix`) a run this short stays at the trivial solution (predict the patch mean, "
+           "loss ≈ 1.0) and learns nothing visible; see docs/results.md.")
+
+
 def write_report(out: Path, m: dict) -> tuple[Path, Path]:
     out = Path(out)
     figs = m.get("figures", {})
+    captions = dict(CAPTIONS)
+    if (m.get("pretrain") or {}).get("targets") == "pixels":
+        captions["reconstruction"] = (CAPTIONS["reconstruction"][0], PIXEL_RECON)
     title = f"mgm demo report ({m.get('preset')})"
-    md = [f"# {title}", "", INTRO, "", "## Metrics", "", "| metric | value |", "|---|---|"]
+    md = [f"# {title}", "", INTRO, "", TARGETS, "", "## Metrics", "", "| metric | value |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in metric_rows(m)]
     md.append("")
     if m.get("preset") == "quick":
         md += ["*Quick preset: a smoke test of the pipeline; a handful of pretraining steps does "
                "not learn useful features, so the metrics mean nothing here.*", ""]
-    for key, (cap, text) in CAPTIONS.items():
+    for key, (cap, text) in captions.items():
         if key in figs:
             md += [f"## {cap}", "", f"![{cap}]({figs[key]['path']})", "", text, ""]
     md_path = out / "report.md"
@@ -95,10 +107,10 @@ def write_report(out: Path, m: dict) -> tuple[Path, Path]:
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
              "img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:0.9em;margin:0.4em 0 2em}"
              "</style></head><body>", f"<h1>{esc(title)}</h1>", f"<p>{_md_inline(INTRO)}</p>",
-             "<h2>Metrics</h2><table>"]
+             f"<p>{_md_inline(TARGETS)}</p>", "<h2>Metrics</h2><table>"]
     parts += [f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in metric_rows(m)]
     parts.append("</table>")
-    for key, (cap, text) in CAPTIONS.items():
+    for key, (cap, text) in captions.items():
         if key in figs:
             data = base64.b64encode((out / figs[key]["path"]).read_bytes()).decode()
             parts.append(f"<h2>{esc(cap)}</h2><figure><img alt='{esc(cap)}' src='data:image/png;base64,{data}'>"
