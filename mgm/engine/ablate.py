@@ -213,11 +213,37 @@ class AblationResult:
     summary: list[dict] = field(default_factory=list)    # one per variant: mean / std
 
 
+def _isolated_main(recipe: dict, path: str) -> None:
+    m = run_recipe(Recipe(**recipe))
+    Path(path).write_text(json.dumps(m))
+
+
+def run_recipe_isolated(r: Recipe) -> dict:
+    """:func:`run_recipe` in a fresh (spawned) interpreter. Each run then starts from a clean
+    process: no DataLoader workers left over from the previous run, and no fork of a process
+    whose FFmpeg thread pools were used by an earlier decode in the main process (such a
+    forked worker can hang in ``sws_scale``)."""
+    import multiprocessing as mp
+
+    out = Path(r.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "recipe_metrics.json"
+    path.unlink(missing_ok=True)
+    p = mp.get_context("spawn").Process(target=_isolated_main, args=(dataclasses.asdict(r), str(path)))
+    p.start()
+    p.join()
+    if p.exitcode != 0 or not path.exists():
+        raise RuntimeError(f"run {r.out_dir} failed (exit code {p.exitcode}); see the messages above")
+    return json.loads(path.read_text())
+
+
 def run_ablation(kind: str, data_dir: str, out_dir: str, variants: list | None = None,
                  seeds: list[int] = (0,), base: Recipe | None = None, baseline: bool = False,
-                 progress: Callable[[int, int, str], None] | None = None) -> AblationResult:
+                 progress: Callable[[int, int, str], None] | None = None,
+                 isolate: bool = True) -> AblationResult:
     """Every variant x seed (skipping those already in ``results.jsonl``); ``baseline`` adds
-    the no-pretraining row. ``progress(done, total, label)`` is called before each run."""
+    the no-pretraining row. ``progress(done, total, label)`` is called before each run.
+    ``isolate``: each run in its own spawned process (see :func:`run_recipe_isolated`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     out = Path(out_dir)
@@ -248,7 +274,7 @@ def run_ablation(kind: str, data_dir: str, out_dir: str, variants: list | None =
         if k in done:
             rows.append(done[k])
             continue
-        m = run_recipe(r)
+        m = run_recipe_isolated(r) if isolate else run_recipe(r)
         rec = {"kind": kind, "variant": v, "seed": int(s), "recipe": r.key(), **m,
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         with open(log_path, "a") as f:
