@@ -213,9 +213,24 @@ class AblationResult:
     summary: list[dict] = field(default_factory=list)    # one per variant: mean / std
 
 
-def _isolated_main(recipe: dict, path: str) -> None:
-    m = run_recipe(Recipe(**recipe))
+def _isolated_main(fn: str, recipe: dict, path: str) -> None:
+    m = {"run_recipe": run_recipe, "pretrain": pretrain}[fn](Recipe(**recipe))
     Path(path).write_text(json.dumps(m))
+
+
+def _isolated(fn: str, r: Recipe) -> dict:
+    import multiprocessing as mp
+
+    out = Path(r.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{fn}_result.json"
+    path.unlink(missing_ok=True)
+    p = mp.get_context("spawn").Process(target=_isolated_main, args=(fn, dataclasses.asdict(r), str(path)))
+    p.start()
+    p.join()
+    if p.exitcode != 0 or not path.exists():
+        raise RuntimeError(f"{fn} in {r.out_dir} failed (exit code {p.exitcode}); see the messages above")
+    return json.loads(path.read_text())
 
 
 def run_recipe_isolated(r: Recipe) -> dict:
@@ -223,18 +238,12 @@ def run_recipe_isolated(r: Recipe) -> dict:
     process: no DataLoader workers left over from the previous run, and no fork of a process
     whose FFmpeg thread pools were used by an earlier decode in the main process (such a
     forked worker can hang in ``sws_scale``)."""
-    import multiprocessing as mp
+    return _isolated("run_recipe", r)
 
-    out = Path(r.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "recipe_metrics.json"
-    path.unlink(missing_ok=True)
-    p = mp.get_context("spawn").Process(target=_isolated_main, args=(dataclasses.asdict(r), str(path)))
-    p.start()
-    p.join()
-    if p.exitcode != 0 or not path.exists():
-        raise RuntimeError(f"run {r.out_dir} failed (exit code {p.exitcode}); see the messages above")
-    return json.loads(path.read_text())
+
+def pretrain_isolated(r: Recipe) -> dict:
+    """:func:`pretrain` in a fresh (spawned) interpreter (see :func:`run_recipe_isolated`)."""
+    return _isolated("pretrain", r)
 
 
 def run_ablation(kind: str, data_dir: str, out_dir: str, variants: list | None = None,

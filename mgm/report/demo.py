@@ -174,7 +174,9 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         bar.start("pretrain", follow=Path(recipe.out_dir) / "pretrain" / "log.jsonl", steps=steps)
         from mgm.engine import ablate
 
-        pre = ablate.pretrain(recipe)
+        # in a spawned process: the caller may have decoded videos in this process already
+        # (tests, notebooks), and a DataLoader worker forked from it can hang in FFmpeg
+        pre = ablate.pretrain_isolated(recipe)
         hist = pre["history"]
         metrics["pretrain"] = {"steps": pre["steps"], "seconds": round(pre["seconds"], 1),
                                "first_loss": hist[0]["loss"] if hist else float("nan"),
