@@ -230,6 +230,21 @@ def _pts_index(pts: int, t0: int, per_pts: float) -> int:
 
 
 _tls = threading.local()
+# swscale contexts inherited through fork(): kept alive, never used or freed. Such a context
+# owns slice threads that do not exist in the child, so reconfiguring or freeing it there
+# (PyAV does both on the next reformat) waits forever on them — a DataLoader worker forked
+# after the main process decoded a clip hung in sws_frame_setup.
+_inherited_reformatters: list = []
+
+
+def _drop_inherited_reformatter() -> None:
+    r = getattr(_tls, "reformatter", None)
+    if r is not None:
+        _inherited_reformatters.append(r)
+        _tls.reformatter = None
+
+
+os.register_at_fork(after_in_child=_drop_inherited_reformatter)
 
 
 def _to_rgb(fr) -> np.ndarray:
