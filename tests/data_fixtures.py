@@ -10,6 +10,8 @@ def tiny_synth(out: Path, videos: int = 8, size: int = 64, frames: int = 20) -> 
     from mgm.data.synth import make_synth_dataset
 
     make_synth_dataset(out, videos=videos, size=size, frames=frames, seed=0, workers=1, progress=False)
+    lines = (out / "train.txt").read_text().splitlines() + (out / "val.txt").read_text().splitlines()
+    (out / "all.txt").write_text("\n".join(sorted(lines)) + "\n")     # every video, label = index % 8
     return out
 
 

@@ -23,7 +23,7 @@ def loader(ds, workers=0, batch=4, shuffle_seed=None):
 
 
 def test_pretrain_items(synth):
-    cfg = tiny_cfg(str(synth / "train.txt"))
+    cfg = tiny_cfg(str(synth / "all.txt"))
     ds = build_dataset(cfg, "train", "pretrain")
     assert len(ds) == 8 and ds.num_classes == 8 and ds.classes[0] == "left"
     item = ds[3]
@@ -31,14 +31,14 @@ def test_pretrain_items(synth):
     assert item["mask"].shape == (4 * 4 * 4,) and item["mask"].dtype == torch.bool
     assert int(item["mask"].sum()) == 4 * 12                       # exact: T' x round(0.75 * 16)
     assert item["label"] == 3 and item["index"] == 3 and item["view"] == 0 and item["bad"] == []
-    dev = build_dataset(tiny_cfg(str(synth / "train.txt"), **{"mask.on_device": True}), "train", "pretrain")
+    dev = build_dataset(tiny_cfg(str(synth / "all.txt"), **{"mask.on_device": True}), "train", "pretrain")
     it = dev[1]
     assert "mask" not in it and it["magnitude"].shape == (4, 4, 4) and it["magnitude_valid"].dtype == torch.bool
     assert float(it["magnitude"][it["magnitude_valid"]].max()) > 0.5       # the object moves
 
 
 def test_eval_views_and_finetune(synth):
-    cfg = tiny_cfg(str(synth / "train.txt"), **{"data.test": str(synth / "train.txt")})
+    cfg = tiny_cfg(str(synth / "all.txt"), **{"data.test": str(synth / "all.txt")})
     test = build_dataset(cfg, "test", "eval")
     assert len(test) == 8 * 6                                        # 2 clips x 3 crops
     a, b = test[6], test[7]
@@ -92,7 +92,7 @@ def _batches(ds, workers, epoch, n=2):
 
 
 def test_same_seed_same_batches_any_worker_count(synth):
-    cfg = tiny_cfg(str(synth / "train.txt"), **{"run.seed": 7})
+    cfg = tiny_cfg(str(synth / "all.txt"), **{"run.seed": 7})
     ds = build_dataset(cfg, "train", "pretrain")
     a = _batches(ds, 0, epoch=1)
     b = _batches(build_dataset(cfg, "train", "pretrain"), 2, epoch=1)
@@ -100,7 +100,7 @@ def test_same_seed_same_batches_any_worker_count(synth):
         assert torch.equal(ia, ib) and torch.equal(va, vb) and torch.equal(ma, mb)
     c = _batches(ds, 0, epoch=2)
     assert not all(torch.equal(x[1], y[1]) for x, y in zip(a, c))   # another epoch, other draws
-    other = build_dataset(tiny_cfg(str(synth / "train.txt"), **{"run.seed": 8}), "train", "pretrain")
+    other = build_dataset(tiny_cfg(str(synth / "all.txt"), **{"run.seed": 8}), "train", "pretrain")
     other.set_epoch(1)
     ds.set_epoch(1)
     assert not torch.equal(other[0]["mask"], ds[0]["mask"]) or not torch.equal(other[0]["video"], ds[0]["video"])

@@ -174,7 +174,10 @@ def _list_path(rel: str, root, list_file: Path) -> str:
     if str(root) or Path(rel).is_absolute():
         return resolve_path(rel, root)
     beside = resolve_path(rel, list_file.parent)
-    return beside if Path(beside).exists() else resolve_path(rel, "")
+    if Path(beside).exists():
+        return beside
+    here = resolve_path(rel, "")
+    return here if Path(here).exists() else beside
 
 
 def _split_line(line: str) -> list[str]:

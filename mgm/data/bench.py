@@ -84,7 +84,6 @@ def run(args) -> int:
     if len(strategies) < 1:
         print("no strategies")
         return 2
-    torch.set_num_threads(1)
     runs = []
     for r in range(args.rounds):
         order = strategies if r % 2 == 0 else strategies[::-1]

@@ -104,7 +104,7 @@ def check_dataset(
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as ex:
+        with ProcessPoolExecutor(workers, mp_context=_spawn()) as ex:
             for rec in ex.map(_check_job, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8)))):
                 records.append(rec)
                 bar.update()
@@ -178,3 +178,11 @@ def format_report(rep: dict, max_list: int = 50) -> str:
     if len(rep["bad"]) > max_list:
         lines.append(f"... and {len(rep['bad']) - max_list} more bad videos (--json lists all)")
     return "\n".join(lines)
+
+
+def _spawn():
+    """Worker processes are spawned, not forked: forking a parent that already runs
+    decoder / BLAS threads can deadlock the child."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")

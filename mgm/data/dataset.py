@@ -113,7 +113,6 @@ class VideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        _once_per_worker()
         vid, view = divmod(index, self.views)
         n = len(self.samples)
         bad: list[str] = []
@@ -244,24 +243,6 @@ def _reason(e: BaseException, path: str) -> str:
     if type(e).__name__ != "VideoError":
         msg = f"{type(e).__name__}: {msg}" if not msg.startswith(type(e).__name__) else msg
     return msg.splitlines()[0]
-
-
-_WORKER_READY = False
-
-
-def _once_per_worker() -> None:
-    """Inside a DataLoader worker: one OpenCV thread (the workers are the parallelism)."""
-    global _WORKER_READY
-    if _WORKER_READY:
-        return
-    _WORKER_READY = True
-    if torch.utils.data.get_worker_info() is not None:
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 # ---------------------------------------------------------------- batching

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
-VAL_EVERY = 5          # one in five videos of each class goes to val
+VAL_EVERY = 5          # videos 4, 9, 14, ... go to val (every class once per 40 videos)
 
 
 def video_spec(index: int, size: int, frames: int, seed: int) -> dict:
@@ -69,7 +69,7 @@ def video_spec(index: int, size: int, frames: int, seed: int) -> dict:
     return {"index": index, "label": label, "class": cls, "object": obj,
             "pan": (float(pan[0]), float(pan[1])), "distractors": int(rng.integers(2, 4)),
             "render_seed": int(rng.integers(2**31)),
-            "split": "val" if (index // len(CLASSES)) % VAL_EVERY == VAL_EVERY - 1 else "train"}
+            "split": "val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"}
 
 
 def render_one(path: str, spec: dict, size: int, frames: int, fps: float = 25.0) -> list[list[float]]:
@@ -111,7 +111,7 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as ex:
+        with ProcessPoolExecutor(workers, mp_context=_spawn()) as ex:
             for rel, boxes in ex.map(_job, jobs, chunksize=4):
                 results[rel] = boxes
                 bar.update()
@@ -143,3 +143,11 @@ def load_boxes(path: str | os.PathLike) -> dict:
     for v in meta["videos"].values():
         v["boxes"] = np.asarray(v["boxes"], np.float32).reshape(-1, 4)
     return meta
+
+
+def _spawn():
+    """Worker processes are spawned, not forked: forking a parent that already runs
+    decoder / BLAS threads can deadlock the child."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")

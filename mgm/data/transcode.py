@@ -82,12 +82,7 @@ def _base_dir(ann: Annotations, source: Path, root: str) -> Path:
         return Path(root)
     if ann.format in ("folders", "unlabeled") and source.is_dir():
         return source
-    if ann.format == "ssv2":
-        return source.parent
-    try:
-        return Path(os.path.commonpath([str(Path(s.path).resolve().parent) for s in ann.samples]))
-    except ValueError:
-        return source.parent
+    return source.parent        # lists, SSv2 JSON, split files: paths are relative to them
 
 
 def _out_rel(path: str, base: Path) -> Path:
@@ -118,7 +113,7 @@ def transcode_dataset(
     if workers > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as ex:
+        with ProcessPoolExecutor(workers, mp_context=_spawn()) as ex:
             for r in ex.map(_job, jobs):
                 recs.append(r)
                 bar.update()
@@ -167,3 +162,11 @@ def _write_annotations(ann: Annotations, src: Path, out: Path, rels, recs) -> st
             shutil.copyfile(src.parent / "classInd.txt", out / "classInd.txt")
         return str(out / src.name)
     return str(out)
+
+
+def _spawn():
+    """Worker processes are spawned, not forked: forking a parent that already runs
+    decoder / BLAS threads can deadlock the child."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
