@@ -67,6 +67,10 @@ def test_transcode_vp9_to_h264_resumable(tmp_path, capsys):
     (src / "list.csv").write_text("a/v1.webm,4\na/missing.webm,2\n")
     out = tmp_path / "out"
     capsys.readouterr()
+    assert main(["data", "check", str(src / "list.csv"), "--json", "--workers", "1", "--min-frames", "4"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["codecs"] == {"vp9": 1} and rep["no_motion_vectors"] == 1 and len(rep["bad"]) == 1
+    assert any("no motion vectors" in w["reason"] for w in rep["warnings"])
     rc = main(["data", "transcode", str(src / "list.csv"), str(out), "--workers", "1", "--json"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == 1 and rep["transcoded"] == 1 and len(rep["failed"]) == 1
