@@ -94,6 +94,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._bad: dict[int, str] = {}       # per process: video index -> "path: reason"
         self._nframes: dict[int, int] = {}   # per process: video index -> frame count
+        self._last_clip = None               # test split: the crops of one clip decode once
 
     # ------------------------------------------------------------ API
 
@@ -156,8 +157,15 @@ class VideoDataset(torch.utils.data.Dataset):
             n, T, self.stride, self.cfg.data.sampling, self.mode, rng=rng,
             clip=clip_k, num_clips=self.cfg.data.test_clips,
         )
-        clip = read_clip(sample.path, num_frames=T, stride=self.stride, motion=self.motion_mode,
-                         grid=self.grid, seed=int(rng.integers(2**31)), indices=idx)
+        seed = int(rng.integers(2**31))
+        key = (vid, idx.tobytes(), self.motion_mode)
+        if self.mode == "test" and self._last_clip is not None and self._last_clip[0] == key:
+            clip = self._last_clip[1]             # the next spatial crop of the same clip
+        else:
+            clip = read_clip(sample.path, num_frames=T, stride=self.stride, motion=self.motion_mode,
+                             grid=self.grid, seed=seed, indices=idx)
+            if self.mode == "test":
+                self._last_clip = (key, clip)
         frames = clip.frames
         if frames is None or frames.ndim != 4 or frames.shape[0] == 0:
             raise ValueError("decoded no frames")
