@@ -106,3 +106,19 @@ def test_same_seed_same_batches_any_worker_count(synth):
     other.set_epoch(1)
     ds.set_epoch(1)
     assert not torch.equal(other[0]["mask"], ds[0]["mask"]) or not torch.equal(other[0]["video"], ds[0]["video"])
+
+
+def test_set_epoch_reaches_persistent_workers(synth):
+    cfg = tiny_cfg(str(synth / "all.txt"), **{"run.seed": 3})
+    ds = build_dataset(cfg, "train", "pretrain")
+    dl = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1, persistent_workers=True,
+                                     collate_fn=collate)
+    got = []
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        got.append(next(iter(dl))["mask"])
+    assert not torch.equal(got[0], got[1])
+    fresh = build_dataset(cfg, "train", "pretrain")
+    for epoch in (0, 1):
+        fresh.set_epoch(epoch)
+        assert torch.equal(got[epoch], collate([fresh[i] for i in range(4)])["mask"])
