@@ -38,6 +38,13 @@ def test_ablation_two_strategies_few_steps(tmp_path):
     summary = json.loads((out / "summary_masks.json").read_text())
     assert [s["variant"] for s in summary] == ["tube", "mgm"]
 
+    # the ratio sweep's 0.75 point with mgm is the same experiment: reused, labelled as a ratio
+    res3 = run_ablation("ratio", str(data), str(out), variants=[0.75], seeds=[0], base=base)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert res3.rows[0]["variant"] == 0.75 and res3.rows[0]["kind"] == "ratio"
+    assert res3.rows[0]["linprobe_top1"] == res.rows[1]["linprobe_top1"]
+    assert png_size(out / "ablate_ratio.png") == (700, 360)
+
 
 def test_summary_mean_std():
     from mgm.engine.ablate import summarize

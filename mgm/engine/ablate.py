@@ -280,8 +280,8 @@ def run_ablation(kind: str, data_dir: str, out_dir: str, variants: list | None =
         k = json.dumps(r.key(), sort_keys=True)
         if progress:
             progress(i, len(plan), f"{v} seed {s}")
-        if k in done:
-            rows.append(done[k])
+        if k in done:       # the same experiment, maybe run under another kind: relabel it
+            rows.append({**done[k], "kind": kind, "variant": v, "seed": int(s)})
             continue
         m = run_recipe_isolated(r) if isolate else run_recipe(r)
         rec = {"kind": kind, "variant": v, "seed": int(s), "recipe": r.key(), **m,
