@@ -341,7 +341,7 @@ def format_table(res: AblationResult) -> str:
         cells = [name, str(len(s["seeds"])), _fmt(s["linprobe_top1"])]
         if has_ft:
             cells.append(_fmt(s.get("finetune_top1", (float("nan"),) * 2)))
-        cells.append("–" if v == BASELINE else _fmt(s["final_loss"], 3))
+        cells.append("–" if v == BASELINE else _fmt(s["final_loss"], 4))
         cells.append("–" if v == BASELINE else _fmt(s["pretrain_seconds"], 0))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
