@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from mgm.data.annotations import Annotations, Sample, load_annotations, write_list
+from mgm.data.parallel import progress_map
 
 
 def check_video(path: str, min_frames: int = 16, span: int = 0, deep: bool = False) -> dict:
@@ -94,25 +95,12 @@ def check_dataset(
     splits: str = "", split_id: int = 1,
 ) -> tuple[dict, Annotations, list[dict]]:
     """Check every video of an annotation source. Returns (report, annotations, records)."""
-    from tqdm import tqdm
-
     ann = load_annotations(source, root=root, format=format, split=split, splits=splits,
                            split_id=split_id)
     jobs = [(s.path, min_frames, span, deep) for s in ann.samples]
-    records: list[dict] = []
-    bar = tqdm(total=len(jobs), desc="check", unit="video", disable=not progress)
-    if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=_spawn()) as ex:
-            for rec in ex.map(_check_job, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8)))):
-                records.append(rec)
-                bar.update()
-    else:
-        for j in jobs:
-            records.append(_check_job(j))
-            bar.update()
-    bar.close()
+    chunksize = max(1, min(16, len(jobs) // (max(workers, 1) * 8)))
+    records = list(progress_map(_check_job, jobs, workers=workers, desc="check",
+                                progress=progress, chunksize=chunksize))
     return summarize(records, ann), ann, records
 
 
@@ -178,11 +166,3 @@ def format_report(rep: dict, max_list: int = 50) -> str:
     if len(rep["bad"]) > max_list:
         lines.append(f"... and {len(rep['bad']) - max_list} more bad videos (--json lists all)")
     return "\n".join(lines)
-
-
-def _spawn():
-    """Worker processes are spawned, not forked: forking a parent that already runs
-    decoder / BLAS threads can deadlock the child."""
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn")

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from mgm.data.annotations import Annotations, load_annotations
+from mgm.data.parallel import progress_map
 
 
 def transcode_video(src: str, dst: str, crf: int = 23, preset: str = "veryfast") -> dict:
@@ -99,8 +100,6 @@ def transcode_dataset(
     crf: int = 23, preset: str = "veryfast", progress: bool = True,
 ) -> dict:
     """Transcode every video of an annotation source; returns a report dict."""
-    from tqdm import tqdm
-
     src = Path(source)
     ann = load_annotations(source, root=root, format=format)
     out = Path(out_dir)
@@ -108,20 +107,7 @@ def transcode_dataset(
     base = _base_dir(ann, src, root)
     rels = [_out_rel(s.path, base) for s in ann.samples]
     jobs = [(s.path, str(out / r), crf, preset) for s, r in zip(ann.samples, rels)]
-    recs: list[dict] = []
-    bar = tqdm(total=len(jobs), desc="transcode", unit="video", disable=not progress)
-    if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=_spawn()) as ex:
-            for r in ex.map(_job, jobs):
-                recs.append(r)
-                bar.update()
-    else:
-        for j in jobs:
-            recs.append(_job(j))
-            bar.update()
-    bar.close()
+    recs = list(progress_map(_job, jobs, workers=workers, desc="transcode", progress=progress))
     written = _write_annotations(ann, src, out, rels, recs)
     return {
         "source": str(src), "format": ann.format, "out_dir": str(out), "total": len(recs),
@@ -162,11 +148,3 @@ def _write_annotations(ann: Annotations, src: Path, out: Path, rels, recs) -> st
             shutil.copyfile(src.parent / "classInd.txt", out / "classInd.txt")
         return str(out / src.name)
     return str(out)
-
-
-def _spawn():
-    """Worker processes are spawned, not forked: forking a parent that already runs
-    decoder / BLAS threads can deadlock the child."""
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn")
