@@ -209,11 +209,11 @@ def _set_path(obj, dotted: str, value: Any, where: str, prefix: str = "") -> Non
     for p in parents:
         obj = getattr(obj, p, None)
         if not dataclasses.is_dataclass(obj):
-            raise ConfigError(f"{where}: unknown config section {prefix}{p!r}")
+            raise ConfigError(f"{where}: unknown config section {prefix + p!r}")
         prefix += p + "."
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if leaf not in fields:
-        raise ConfigError(f"{where}: unknown config key {prefix}{leaf!r}; known: {', '.join(fields)}")
+        raise ConfigError(f"{where}: unknown config key {prefix + leaf!r}; known: {', '.join(fields)}")
     hint = typing.get_type_hints(type(obj))[leaf]
     setattr(obj, leaf, _coerce(value, hint, f"{prefix}{leaf}", where))
 
