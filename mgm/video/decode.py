@@ -18,16 +18,20 @@ Design (numbers in docs/video.md):
   (truncated), indices are clamped to the last frame that decoded.
 * Errors: anything that goes wrong with the *file* raises ``VideoError`` (message starts with
   the path); invalid *arguments* raise ``ValueError``.
+
+Opening and probing files is ``mgm.video.container``, the index policy ``mgm.video.indices``,
+frame conversion ``mgm.video.pixels``; their public names are re-exported here.
 """
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from mgm.video.container import VideoError, VideoInfo, _frame_count, _fps, _open, _why, probe_video
+from mgm.video.indices import _pts_index, _pts_origin, sample_indices
+from mgm.video.pixels import _luma, _to_rgb
 
 log = logging.getLogger("mgm.video")
 
@@ -39,33 +43,11 @@ _MAX_DECODE_ERRORS = 50
 # Don't feed non-reference H.264 frames (nal_ref_idc = 0) that lie before the first frame needed
 # to the decoder: no other frame is predicted from them, so the output is identical.
 SKIP_PREROLL_NONREF = True
-# FFmpeg's tty demuxer opens any .txt/.asc/.diz/.nfo file as an "ANSI art" video
-_TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 _warned_flow: set[str] = set()
 
 
-class VideoError(Exception):
-    """A video file cannot be read (missing, not a video, no decodable frames, ...).
-
-    ``str(e)`` is ``"<path>: <plain reason>"``; ``e.path`` and ``e.reason`` hold the parts."""
-
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-@dataclass
-class VideoInfo:
-    path: str
-    codec: str
-    width: int
-    height: int
-    fps: float
-    num_frames: int          # from the container header when it has one, else duration x fps
-    has_motion_vectors: bool
-    num_frames_exact: bool = True   # False when num_frames is the duration-based estimate
-    duration: float | None = None   # seconds
+__all__ = ["read_clip", "probe_video", "sample_indices", "VideoError", "Clip", "VideoInfo",
+           "MOTION_MODES", "THREAD_TYPE", "SKIP_PREROLL_NONREF"]
 
 
 @dataclass
@@ -87,184 +69,6 @@ class Clip:
     @property
     def shape(self):
         return self.frames.shape
-
-
-def _open(path):
-    """(container, video stream) or VideoError."""
-    import av
-
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise VideoError(path, "no such file")
-    if os.path.isdir(p):
-        raise VideoError(path, "is a directory, not a video file")
-    if os.path.getsize(p) == 0:
-        raise VideoError(path, "empty file (0 bytes)")
-    try:
-        container = av.open(p, metadata_errors="ignore")
-    except Exception as e:  # InvalidDataError, PermissionError, ...
-        raise VideoError(path, f"not a readable video container ({_why(e)})") from e
-    try:
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no"]
-            raise VideoError(path, f"no video stream (has {', '.join(kinds)} streams)")
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        if ctx is None or not ctx.name:
-            raise VideoError(path, "video stream with an unknown codec")
-        if ctx.name in _TEXT_CODECS or container.format.name in ("tty",):
-            raise VideoError(path, f"not a video: FFmpeg reads it as text art ({container.format.name}/{ctx.name})")
-        if not ctx.width or not ctx.height:
-            raise VideoError(path, f"video stream ({ctx.name}) has no frame size")
-    except BaseException:
-        container.close()
-        raise
-    return container, stream
-
-
-def _why(e: BaseException) -> str:
-    msg = str(e).strip() or e.__class__.__name__
-    return f"{e.__class__.__name__}: {msg}" if e.__class__.__name__ not in msg else msg
-
-
-def _fps(stream) -> float:
-    for r in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        try:
-            if r and float(r) > 0:
-                return float(r)
-        except (ZeroDivisionError, TypeError):
-            continue
-    return 25.0
-
-
-def _duration(container, stream) -> float | None:
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1_000_000
-    return None
-
-
-def _frame_count(container, stream, fps: float) -> tuple[int, bool]:
-    if stream.frames and stream.frames > 0:
-        return int(stream.frames), True
-    d = _duration(container, stream)
-    if d:
-        return max(1, int(round(d * fps))), False
-    return 0, False
-
-
-def probe_video(path) -> VideoInfo:
-    """Container/stream metadata without decoding. ``num_frames`` comes from the container
-    header (exact for MP4/MOV/AVI) or is ``round(duration * fps)`` (``num_frames_exact=False``,
-    e.g. WebM/MKV). Raises VideoError."""
-    from mgm.video.motion import MV_CODECS
-
-    container, stream = _open(path)
-    try:
-        fps = _fps(stream)
-        n, exact = _frame_count(container, stream, fps)
-        ctx = stream.codec_context
-        return VideoInfo(path=str(path), codec=ctx.name, width=int(ctx.width), height=int(ctx.height),
-                         fps=fps, num_frames=n, has_motion_vectors=ctx.name in MV_CODECS,
-                         num_frames_exact=exact, duration=_duration(container, stream))
-    except VideoError:
-        raise
-    except Exception as e:
-        raise VideoError(path, f"cannot read stream metadata ({_why(e)})") from e
-    finally:
-        container.close()
-
-
-def sample_indices(n: int, num_frames: int, stride: int, start: int | None = None,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
-    """Raw indices ``start + i*stride`` clamped to ``[0, n-1]`` (VideoMAE-style padding with the
-    last frame). ``start=None``: uniform over the starts that fit the clip (0 if none does)."""
-    n = max(int(n), 1)
-    span = (num_frames - 1) * stride + 1
-    if start is None:
-        rng = rng if rng is not None else np.random.default_rng()
-        start = int(rng.integers(0, max(0, n - span) + 1))
-    start = min(max(int(start), 0), n - 1)
-    return np.minimum(start + np.arange(num_frames, dtype=np.int64) * stride, n - 1)
-
-
-_first_pts_cache: dict = {}
-
-
-def _pts_origin(container, stream, fps: float, path) -> tuple[int | None, float]:
-    """(pts of raw frame 0 or None when unknown, frames per pts unit).
-
-    ``stream.start_time`` is the first displayed pts for MP4/MOV/MKV/WebM/TS/PS. AVI reports 0
-    while B-frame streams start at pts 1, and raw elementary streams have no timestamps: for
-    those the first packets are peeked (once per file, cached) — None means "count frames"."""
-    tb = float(stream.time_base) if stream.time_base else 0.0
-    t0 = stream.start_time
-    if t0 is None or container.format.name == "avi":
-        try:
-            st = os.stat(os.fspath(path))
-            key = (os.fspath(path), st.st_size, st.st_mtime_ns)
-        except OSError:
-            key = None
-        if key is not None and key in _first_pts_cache:
-            t0 = _first_pts_cache[key]
-        else:
-            import av
-
-            t0 = None
-            try:
-                with av.open(os.fspath(path), metadata_errors="ignore") as c:
-                    pts = [p.pts for _, p in zip(range(16), c.demux(c.streams.video[0])) if p.pts is not None]
-                    t0 = min(pts) if pts else None
-            except Exception:
-                t0 = None
-            if key is not None:
-                if len(_first_pts_cache) > 4096:
-                    _first_pts_cache.clear()
-                _first_pts_cache[key] = t0
-    return t0, tb * fps
-
-
-def _pts_index(pts: int, t0: int, per_pts: float) -> int:
-    return int(round((pts - t0) * per_pts))
-
-
-_tls = threading.local()
-# swscale contexts inherited through fork(): kept alive, never used or freed. Such a context
-# owns slice threads that do not exist in the child, so reconfiguring or freeing it there
-# (PyAV does both on the next reformat) waits forever on them — a DataLoader worker forked
-# after the main process decoded a clip hung in sws_frame_setup.
-_inherited_reformatters: list = []
-
-
-def _drop_inherited_reformatter() -> None:
-    r = getattr(_tls, "reformatter", None)
-    if r is not None:
-        _inherited_reformatters.append(r)
-        _tls.reformatter = None
-
-
-os.register_at_fork(after_in_child=_drop_inherited_reformatter)
-
-
-def _to_rgb(fr) -> np.ndarray:
-    """RGB24 array of a decoded frame through one reused swscale context per thread: PyAV's
-    ``frame.to_ndarray(format="rgb24")`` builds a new context for every fresh frame, which
-    costs more than the conversion itself (~0.5-1 ms at 224x224). Same pixels."""
-    r = getattr(_tls, "reformatter", None)
-    if r is None:
-        from av.video.reformatter import VideoReformatter
-
-        r = _tls.reformatter = VideoReformatter()
-    return r.reformat(fr, format="rgb24").to_ndarray()
-
-
-def _luma(fr) -> np.ndarray:
-    if fr.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray", "nv12"):
-        p = fr.planes[0]
-        a = np.frombuffer(p, np.uint8)
-        return a.reshape(-1, p.line_size)[: fr.height, : fr.width].copy()
-    return fr.to_ndarray(format="gray")
 
 
 def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = None,
