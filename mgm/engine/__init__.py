@@ -5,6 +5,7 @@
     result = run_pretrain(load_config("tiny", ["data.train=LIST", "data.root=DIR"]))
 
 Modules: ``trainer`` (the shared loop: accumulation, non-finite skipping, checkpoints, resume),
+``run_context`` (run setup: config, process group, seeds, precision, loaders, model wrapping),
 ``pretrain`` / ``finetune`` (+ ``run_eval``) / ``linprobe`` (the tasks), ``evaluate``
 (multi-view merge), ``optim`` (parameter groups, layer decay, cosine schedule), ``samplers``,
 ``mixup``, ``checkpoint``, ``distributed``, ``logging``. See docs/training.md.
