@@ -17,8 +17,8 @@ Resume (``run.resume=auto|PATH``) restores weights, optimiser, scaler, schedule,
 position inside it (the sampler skips what was consumed) and every rank's RNG states, so the
 loss curve continues exactly as if the run had not stopped (CPU, same seed, same world size).
 
-Run setup (``setup_run``, ``RunContext``, ``make_loader``, ``wrap_model``, RNG state) is
-``mgm.engine.run_context``, re-exported here.
+Run setup (``setup_run``, ``RunContext``, ``make_loader``, ``RepeatedAugDataset``,
+``wrap_model``, RNG state) is ``mgm.engine.run_context``, re-exported here.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.logging import RunLogger
 from mgm.engine.optim import CosineSchedule, build_optimizer, scaled_lr
 from mgm.engine.run_context import (
+    RepeatedAugDataset,
     RunContext,
     RunError,
     make_loader,
@@ -62,35 +63,6 @@ __all__ = ["KILL_ENV", "RepeatedAugDataset", "RunContext", "RunError", "StepOutp
 
 class TrainingStopped(RuntimeError):
     """The run stopped itself (e.g. repeated non-finite losses); the message says why."""
-
-
-class RepeatedAugDataset(torch.utils.data.Dataset):
-    """Repeated augmentation: item ``j`` is sample ``j // r`` drawn with its own augmentation
-    (copy ``c = j % r`` shifts the dataset's seed, whose draws are otherwise a pure function of
-    (seed, epoch, index)). Pair with ``ResumableDistributedSampler(repeats=r)``."""
-
-    def __init__(self, dataset, repeats: int):
-        self.dataset = dataset
-        self.repeats = repeats
-
-    def __len__(self) -> int:
-        return len(self.dataset) * self.repeats
-
-    def __getattr__(self, name):
-        if name in ("dataset", "repeats"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __getitem__(self, j: int):
-        i, c = divmod(j, self.repeats)
-        if c == 0 or not hasattr(self.dataset, "seed"):
-            return self.dataset[i]
-        old = self.dataset.seed
-        self.dataset.seed = (old + 0x9E3779B1 * c) & 0xFFFFFFFF
-        try:
-            return self.dataset[i]
-        finally:
-            self.dataset.seed = old
 
 
 # ---------------------------------------------------------------- the loop
