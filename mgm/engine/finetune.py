@@ -17,6 +17,7 @@ from mgm.config import Config, config_to_dict
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
 from mgm.engine.mixup import VideoMixup, soft_cross_entropy
+from mgm.engine.run_context import labelled_datasets
 from mgm.engine.trainer import RunError, StepOutput, Trainer, setup_run, wrap_model
 
 
@@ -54,13 +55,10 @@ def run_test(ctx, forward, cfg: Config, csv_name: str = "predictions.csv", task:
 def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: bool = True) -> dict:
     ctx = setup_run(cfg)
     try:
-        from mgm.data import build_dataset, collate
+        from mgm.data import collate
 
-        if dataset is None:
-            dataset = build_dataset(cfg, "train", task="finetune")
+        dataset, val_dataset = labelled_datasets(cfg, "finetune", dataset, val_dataset)
         num_classes = dataset.num_classes
-        if val_dataset is None and cfg.data.val and cfg.run.eval_every > 0:
-            val_dataset = build_dataset(cfg, "val", task="finetune")
         if model is None:
             model = build_classifier_from_config(cfg, num_classes)
         train_model = wrap_model(ctx, model)

@@ -22,6 +22,7 @@ from torch import nn
 from mgm.config import Config, config_to_dict
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
+from mgm.engine.run_context import labelled_datasets
 from mgm.engine.trainer import RunError, StepOutput, Trainer, setup_run, wrap_model
 
 
@@ -114,13 +115,10 @@ def extract_features(ctx, backbone, dataset, batch_size: int, path: Path, desc: 
 def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> dict:
     ctx = setup_run(cfg)
     try:
-        from mgm.data import build_dataset, collate
+        from mgm.data import collate
 
-        if dataset is None:
-            dataset = build_dataset(cfg, "train", task="linprobe")
+        dataset, val_dataset = labelled_datasets(cfg, "linprobe", dataset, val_dataset)
         num_classes = dataset.num_classes
-        if val_dataset is None and cfg.data.val and cfg.run.eval_every > 0:
-            val_dataset = build_dataset(cfg, "val", task="linprobe")
         if backbone is None:
             if not cfg.model.init:
                 raise RunError("mgm linprobe needs model.init=CHECKPOINT (the pretrained encoder)")

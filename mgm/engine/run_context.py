@@ -165,3 +165,15 @@ def wrap_model(ctx: RunContext, model: torch.nn.Module, trainable: bool = True):
     if ctx.cfg.run.compile:
         train_model = torch.compile(train_model)
     return train_model
+
+
+def labelled_datasets(cfg, task: str, dataset=None, val_dataset=None):
+    """The train dataset and, when ``data.val`` is set and evaluation is on, the val dataset
+    of a labelled task (finetune / linprobe); given ones are used as they are."""
+    from mgm.data import build_dataset
+
+    if dataset is None:
+        dataset = build_dataset(cfg, "train", task=task)
+    if val_dataset is None and cfg.data.val and cfg.run.eval_every > 0:
+        val_dataset = build_dataset(cfg, "val", task=task)
+    return dataset, val_dataset
