@@ -51,6 +51,7 @@ def register(sub) -> None:
     s.add_argument("--size", type=int, default=112)
     s.add_argument("--frames", type=int, default=32)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--style", default="natural", choices=["natural", "bold"], help="bold: high contrast (mgm demo's set)")
     s.add_argument("--workers", type=int, default=_default_workers())
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_synth)
@@ -116,7 +117,7 @@ def _synth(args) -> int:
     if args.videos < 1 or args.size < 32 or args.frames < 2:
         raise UserError("need --videos >= 1, --size >= 32 and --frames >= 2")
     rep = make_synth_dataset(args.out_dir, videos=args.videos, size=args.size, frames=args.frames,
-                             seed=args.seed, workers=max(1, args.workers), progress=not args.json)
+                             seed=args.seed, workers=max(1, args.workers), progress=not args.json, style=args.style)
     if args.json:
         print(json.dumps(rep))
     else:

@@ -24,7 +24,7 @@ def register(sub) -> None:
     d.add_argument("--norm-pix", action="store_true",
                    help="VideoMAE's per-patch normalised targets (default: pixel targets; see docs/results.md)")
     d.add_argument("--videos", type=int, default=None, help=argparseSUPPRESS())
-    d.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 12; --quick 1)")
+    d.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 60; --quick 1)")
     d.add_argument("--probe-epochs", type=int, default=None, help=argparseSUPPRESS())
     d.add_argument("--max-steps", type=int, default=None, help=argparseSUPPRESS())
     d.add_argument("--json", action="store_true", help="print the metrics as JSON")

@@ -26,6 +26,10 @@ A box is the axis-aligned bounding box of the (scaled, rotated) object in frame 
 (0-based, every raw frame), in pixels of the encoded video, clipped to the frame.
 Flip is label-changing here (left <-> right, clockwise <-> counter-clockwise): train
 with ``data.flip=false``.
+
+``style="bold"`` (``mgm data synth --style bold``, what ``mgm demo`` uses) renders the same
+motions with a high-contrast look: a bright two-colour object 1.4x larger over a dark smooth
+background, dim static distractors (pixel std ~0.18 instead of ~0.11).
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ import numpy as np
 
 CLASSES = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 VAL_EVERY = 5          # videos 4, 9, 14, ... go to val (every class once per 40 videos)
+STYLES = ("natural", "bold")
+BOLD_GROW = 1.4        # bold style: object side x this (0.31-0.45 of the frame instead of 0.22-0.32)
 
 
 def video_spec(index: int, size: int, frames: int, seed: int) -> dict:
@@ -72,15 +78,81 @@ def video_spec(index: int, size: int, frames: int, seed: int) -> dict:
             "split": "val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"}
 
 
-def render_one(path: str, spec: dict, size: int, frames: int, fps: float = 25.0) -> list[list[float]]:
-    """Render and encode one video; returns its per-frame boxes (xyxy)."""
-    from mgm.video.synthetic import SyntheticObject, make_synthetic_video
+def _object(spec: dict, grow: float = 1.0):
+    from mgm.video.synthetic import SyntheticObject
 
     o = spec["object"]
-    ob = SyntheticObject(size=o["size"], start=o["start"], velocity=o["velocity"],
-                         scale=o.get("scale", 1.0), scale_rate=o.get("scale_rate", 1.0),
-                         angle=o["angle"], rotation=o.get("rotation", 0.0), shape=o["shape"],
-                         seed=o["seed"])
+    return SyntheticObject(size=(o["size"][0] * grow, o["size"][1] * grow), start=o["start"],
+                           velocity=o["velocity"], scale=o.get("scale", 1.0),
+                           scale_rate=o.get("scale_rate", 1.0), angle=o["angle"],
+                           rotation=o.get("rotation", 0.0), shape=o["shape"], seed=o["seed"])
+
+
+def _smooth(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """(h, w, 3) float32 smooth noise in [0, 1]: a cells x cells random grid, cubic-resized."""
+    import cv2
+
+    g = rng.random((cells + 1, cells + 1, 3), dtype=np.float32)
+    return np.clip(cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+
+
+def render_bold(spec: dict, size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``bold`` style: a bright two-colour object, 1.4x larger, over a dark smooth
+    background (no fine grain) with dim static distractors and the same pan. Same motion as
+    the ``natural`` style (same spec). Returns frames (T, H, W, 3) uint8 and boxes (T, 4)."""
+    import cv2
+
+    rng = np.random.default_rng(spec["render_seed"])
+    ob = _object(spec, BOLD_GROW)
+    px, py = spec["pan"]
+    mx, my = int(np.ceil(abs(px) * frames)) + 2, int(np.ceil(abs(py) * frames)) + 2
+    tint = rng.uniform(0.6, 1.0, 3).astype(np.float32)
+    bg = (0.08 + 0.22 * _smooth(rng, size + my, size + mx, 4)) * tint
+    ox0, oy0 = (mx - 1 if px > 0 else 1), (my - 1 if py > 0 else 1)
+    static = []
+    for _ in range(spec["distractors"]):
+        dw, dh = (int(v) for v in rng.integers(size // 8, size // 4, 2))
+        x0, y0 = (int(v) for v in rng.integers(0, size - max(dw, dh), 2))
+        static.append((x0, y0, 0.3 + 0.2 * _smooth(rng, dh, dw, 2)))
+    w, h = max(2, int(round(ob.size[0]))), max(2, int(round(ob.size[1])))
+    orng = np.random.default_rng(ob.seed)
+    ca, cb = orng.uniform(0.75, 1.0, 3), orng.uniform(0.2, 0.6, 3)      # bright / darker colour
+    f = _smooth(orng, h, w, 2)[..., :1]
+    tex = (ca * (f > 0.5) + cb * (f <= 0.5)).astype(np.float32)
+    mask = np.ones((h, w), np.float32)
+    if ob.shape == "ellipse":
+        mask[:] = 0.0
+        cv2.ellipse(mask, (w // 2, h // 2), (w // 2, h // 2), 0, 0, 360, 1.0, -1)
+    c, s, a = ob.trajectory(frames)
+    out = np.empty((frames, size, size, 3), np.uint8)
+    boxes = np.zeros((frames, 4), np.float32)
+    for t in range(frames):
+        m = np.float32([[1, 0, -(ox0 - px * t)], [0, 1, -(oy0 - py * t)]])
+        img = cv2.warpAffine(bg, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        for x0, y0, d in static:
+            img[y0:y0 + d.shape[0], x0:x0 + d.shape[1]] = d
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), float(a[t]), float(s[t]))
+        m[0, 2] += c[t, 0] - w / 2.0
+        m[1, 2] += c[t, 1] - h / 2.0
+        warped = cv2.warpAffine(tex, m, (size, size), flags=cv2.INTER_LINEAR)
+        alpha = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_LINEAR)[..., None]
+        img = img * (1.0 - alpha) + warped * alpha
+        out[t] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ m.T
+        boxes[t] = (*np.clip(corners.min(0), 0, size), *np.clip(corners.max(0), 0, size))
+    return out, boxes
+
+
+def render_one(path: str, spec: dict, size: int, frames: int, fps: float = 25.0,
+               style: str = "natural") -> list[list[float]]:
+    """Render and encode one video; returns its per-frame boxes (xyxy)."""
+    from mgm.video.synthetic import encode_frames, make_synthetic_video
+
+    if style == "bold":
+        imgs, boxes = render_bold(spec, size, frames)
+        encode_frames(path, imgs, fps=fps)
+        return [[round(float(x), 2) for x in b] for b in boxes]
+    ob = _object(spec)
     truth = make_synthetic_video(path, width=size, height=size, num_frames=frames, fps=fps,
                                  objects=[ob], pan=spec["pan"], distractors=spec["distractors"],
                                  seed=spec["render_seed"])
@@ -88,24 +160,30 @@ def render_one(path: str, spec: dict, size: int, frames: int, fps: float = 25.0)
 
 
 def _job(args):
-    out_dir, spec, size, frames, fps = args
+    out_dir, spec, size, frames, fps, style = args
     rel = f"videos/{spec['index']:05d}.mp4"
     tmp = Path(out_dir) / f"videos/.{spec['index']:05d}.tmp.mp4"
-    boxes = render_one(str(tmp), spec, size, frames, fps)
+    boxes = render_one(str(tmp), spec, size, frames, fps, style)
     os.replace(tmp, Path(out_dir) / rel)
     return rel, boxes
 
 
 def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int = 112,
                        frames: int = 32, seed: int = 0, workers: int = 1, fps: float = 25.0,
-                       progress: bool = True) -> dict:
-    """Write the dataset; returns {"train": n, "val": n, "dir": ...}."""
+                       progress: bool = True, style: str = "natural") -> dict:
+    """Write the dataset; returns {"train": n, "val": n, "dir": ...}.
+
+    ``style``: "natural" (default: textured object, textured panning background and
+    distractors, low contrast: pixel std ~0.11) or "bold" (:func:`render_bold`: high contrast,
+    smooth; what ``mgm demo`` uses so that a CPU-sized pretraining can learn something)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     from tqdm import tqdm
 
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     specs = [video_spec(i, size, frames, seed) for i in range(videos)]
-    jobs = [(str(out), s, size, frames, fps) for s in specs]
+    jobs = [(str(out), s, size, frames, fps, style) for s in specs]
     results: dict[str, list] = {}
     bar = tqdm(total=len(jobs), desc="synth", unit="video", disable=not progress)
     if workers > 1:
@@ -123,7 +201,7 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     bar.close()
     lists = {"train": [], "val": []}
     meta = {"format": "xyxy", "units": "pixels", "width": size, "height": size, "fps": fps,
-            "num_frames": frames, "seed": seed, "classes": list(CLASSES), "videos": {}}
+            "num_frames": frames, "seed": seed, "style": style, "classes": list(CLASSES), "videos": {}}
     for s in specs:
         rel = f"videos/{s['index']:05d}.mp4"
         lists[s["split"]].append(f"{rel} {s['label']}")

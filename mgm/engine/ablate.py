@@ -55,12 +55,15 @@ class Recipe:
     finetune_max_steps: int = 0
     workers: int = 1                # DataLoader workers
     threads: int = 0                # torch threads per process (0: torch's default)
+    size: int = 112                 # input side (model.img_size = data.size); tubelets stay 2x16x16
 
     def key(self) -> dict:
         """What makes two runs the same experiment (out_dir excluded)."""
         d = dataclasses.asdict(self)
         for k in ("out_dir", "data_dir", "workers", "threads"):
             d.pop(k)
+        if d["size"] == 112:        # keys written before ``size`` existed stay valid
+            d.pop("size")
         return d
 
 
@@ -69,7 +72,7 @@ def _base_overrides(r: Recipe, out: Path) -> list[str]:
     return [f"data.train={d / 'train.txt'}", f"data.val={d / 'val.txt'}", f"run.out_dir={out}",
             f"run.seed={r.seed}", f"data.num_workers={r.workers}", f"run.threads={r.threads}",
             "run.tensorboard=false", "run.keep_last=1", "run.log_every=1", "run.device=cpu",
-            "data.flip=false"]
+            "data.flip=false", f"model.img_size={r.size}", f"data.size={r.size}"]
 
 
 def pretrain_config(r: Recipe):
