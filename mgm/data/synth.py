@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mgm.data.parallel import progress_map
+
 CLASSES = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 VAL_EVERY = 5          # videos 4, 9, 14, ... go to val (every class once per 40 videos)
 STYLES = ("natural", "bold")
@@ -178,27 +180,14 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     smooth; what ``mgm demo`` uses so that a CPU-sized pretraining can learn something)."""
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-    from tqdm import tqdm
-
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     specs = [video_spec(i, size, frames, seed) for i in range(videos)]
     jobs = [(str(out), s, size, frames, fps, style) for s in specs]
     results: dict[str, list] = {}
-    bar = tqdm(total=len(jobs), desc="synth", unit="video", disable=not progress)
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=_spawn()) as ex:
-            for rel, boxes in ex.map(_job, jobs, chunksize=4):
-                results[rel] = boxes
-                bar.update()
-    else:
-        for j in jobs:
-            rel, boxes = _job(j)
-            results[rel] = boxes
-            bar.update()
-    bar.close()
+    for rel, boxes in progress_map(_job, jobs, workers=workers, desc="synth", progress=progress,
+                                   chunksize=4):
+        results[rel] = boxes
     lists = {"train": [], "val": []}
     meta = {"format": "xyxy", "units": "pixels", "width": size, "height": size, "fps": fps,
             "num_frames": frames, "seed": seed, "style": style, "classes": list(CLASSES), "videos": {}}
@@ -221,11 +210,3 @@ def load_boxes(path: str | os.PathLike) -> dict:
     for v in meta["videos"].values():
         v["boxes"] = np.asarray(v["boxes"], np.float32).reshape(-1, 4)
     return meta
-
-
-def _spawn():
-    """Worker processes are spawned, not forked: forking a parent that already runs
-    decoder / BLAS threads can deadlock the child."""
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn")
