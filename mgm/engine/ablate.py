@@ -238,9 +238,9 @@ def _isolated(fn: str, r: Recipe) -> dict:
 
 def run_recipe_isolated(r: Recipe) -> dict:
     """:func:`run_recipe` in a fresh (spawned) interpreter. Each run then starts from a clean
-    process: no DataLoader workers left over from the previous run, and no fork of a process
-    whose FFmpeg thread pools were used by an earlier decode in the main process (such a
-    forked worker can hang in ``sws_scale``)."""
+    process: no persistent DataLoader workers or thread pools left over from the previous run,
+    and its memory is returned when it ends. (Forked loader workers after a decode in the parent
+    used to hang in ``sws_scale``; that is fixed at its source in ``mgm/video/pixels.py``.)"""
     return _isolated("run_recipe", r)
 
 

@@ -180,8 +180,8 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         bar.start("pretrain", follow=Path(recipe.out_dir) / "pretrain" / "log.jsonl", steps=steps)
         from mgm.engine import ablate
 
-        # in a spawned process: the caller may have decoded videos in this process already
-        # (tests, notebooks), and a DataLoader worker forked from it can hang in FFmpeg
+        # in a spawned process, so the caller's process (a notebook, a test) keeps no
+        # DataLoader workers or thread pools of the run and gets its memory back
         pre = ablate.pretrain_isolated(recipe)
         hist = pre["history"]
         metrics["pretrain"] = {"steps": pre["steps"], "seconds": round(pre["seconds"], 1),
