@@ -2,8 +2,8 @@
 
     info = probe_video(path)   # codec, size, fps, frame count; nothing is decoded
 
-``_open`` is the one place a file is checked and opened, for ``probe_video`` and
-``mgm.video.decode``'s readers: anything wrong with the *file* becomes a ``VideoError`` whose
+``open_video`` is the one place a file is checked and opened, for ``probe_video`` and
+``mgm.video.decode.read_clip``: anything wrong with the *file* becomes a ``VideoError`` whose
 message starts with the path.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class VideoInfo:
     duration: float | None = None   # seconds
 
 
-def _open(path):
+def open_video(path):
     """(container, video stream) or VideoError."""
     import av
 
@@ -54,7 +54,7 @@ def _open(path):
     try:
         container = av.open(p, metadata_errors="ignore")
     except Exception as e:  # InvalidDataError, PermissionError, ...
-        raise VideoError(path, f"not a readable video container ({_why(e)})") from e
+        raise VideoError(path, f"not a readable video container ({describe_error(e)})") from e
     try:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no"]
@@ -73,12 +73,14 @@ def _open(path):
     return container, stream
 
 
-def _why(e: BaseException) -> str:
+def describe_error(e: BaseException) -> str:
+    """An exception as a short reason for a VideoError message: its class name and text."""
     msg = str(e).strip() or e.__class__.__name__
     return f"{e.__class__.__name__}: {msg}" if e.__class__.__name__ not in msg else msg
 
 
-def _fps(stream) -> float:
+def stream_fps(stream) -> float:
+    """Average frame rate of the stream (guessed / base rate if absent); 25 when none is known."""
     for r in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         try:
             if r and float(r) > 0:
@@ -96,7 +98,8 @@ def _duration(container, stream) -> float | None:
     return None
 
 
-def _frame_count(container, stream, fps: float) -> tuple[int, bool]:
+def frame_count(container, stream, fps: float) -> tuple[int, bool]:
+    """(frames, exact): the header's frame count, else round(duration x fps) (not exact), else 0."""
     if stream.frames and stream.frames > 0:
         return int(stream.frames), True
     d = _duration(container, stream)
@@ -111,10 +114,10 @@ def probe_video(path) -> VideoInfo:
     e.g. WebM/MKV). Raises VideoError."""
     from mgm.video.motion import MV_CODECS
 
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
-        fps = _fps(stream)
-        n, exact = _frame_count(container, stream, fps)
+        fps = stream_fps(stream)
+        n, exact = frame_count(container, stream, fps)
         ctx = stream.codec_context
         return VideoInfo(path=str(path), codec=ctx.name, width=int(ctx.width), height=int(ctx.height),
                          fps=fps, num_frames=n, has_motion_vectors=ctx.name in MV_CODECS,
@@ -122,6 +125,6 @@ def probe_video(path) -> VideoInfo:
     except VideoError:
         raise
     except Exception as e:
-        raise VideoError(path, f"cannot read stream metadata ({_why(e)})") from e
+        raise VideoError(path, f"cannot read stream metadata ({describe_error(e)})") from e
     finally:
         container.close()

@@ -5,11 +5,16 @@
 Design (numbers in docs/video.md):
 
 * One demux/decode pass from the keyframe at or before the first raw frame needed (seek) to the
-  last sampled frame. Every raw frame in between is decoded (vectors exist only for decoded
-  frames) but only the sampled frames are converted to RGB.
-* Codec motion: ``flags2=+export_mvs``, slice threading only (frame threading corrupts B-frame
-  vectors), raw side-data arrays collected in the loop and turned into grids afterwards in one
-  vectorised step (``mgm.video.motion``).
+  last sampled frame; only the sampled frames are converted to RGB.
+* H.264 frames that nothing needs are not decoded at all: a non-reference frame
+  (``nal_ref_idc = 0``) is never used to predict another one, so leaving it out changes no other
+  frame. Skipped: those before the clip, and those between sampled frames (see
+  ``SKIP_UNSAMPLED_NONREF`` for when codec motion is read).
+* One decoder thread, slice threading only (frame threading corrupts B-frame vectors); data
+  loader workers are the parallelism.
+* Codec motion: ``flags2=+export_mvs``; each frame's raw side-data bytes are appended to one
+  buffer in the loop and turned into grids afterwards in one vectorised step
+  (``mgm.video.motion``).
 * Index policy: raw frame indices are display-order frame numbers derived from timestamps
   (``round((pts - start_time) * time_base * fps)``). ``start=None`` draws a uniform start among
   those that fit the whole clip (seeded by ``seed``). Clips that do not fit (short videos, or
@@ -18,9 +23,6 @@ Design (numbers in docs/video.md):
   (truncated), indices are clamped to the last frame that decoded.
 * Errors: anything that goes wrong with the *file* raises ``VideoError`` (message starts with
   the path); invalid *arguments* raise ``ValueError``.
-
-Opening and probing files is ``mgm.video.container``, the index policy ``mgm.video.indices``,
-frame conversion ``mgm.video.pixels``; their public names are re-exported here.
 """
 from __future__ import annotations
 
@@ -29,25 +31,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mgm.video.container import VideoError, VideoInfo, _frame_count, _fps, _open, _why, probe_video
-from mgm.video.indices import _pts_index, _pts_origin, sample_indices
-from mgm.video.pixels import _luma, _to_rgb
+from mgm.video.container import VideoError, describe_error, frame_count, open_video, stream_fps
+from mgm.video.indices import pts_index, pts_origin, sample_indices
+from mgm.video.pixels import luma, to_rgb
 
 log = logging.getLogger("mgm.video")
 
 MOTION_MODES = ("auto", "codec", "flow", "none")
-# Never FRAME or AUTO: frame threading corrupts H.264 B-frame vectors (DESIGN.md §1).
+# Never FRAME or AUTO: frame threading corrupts H.264 B-frame vectors (1-5 of 150 frames of a
+# B-pyramid clip differ from a slice-threaded decode, differently on each run).
 THREAD_TYPE = "SLICE"
+# One thread: most H.264 files have one slice per frame, where slice threads only add start-up
+# and hand-off cost (decode + RGB 5-18 % more CPU with FFmpeg's default count).
+THREAD_COUNT = 1
 _PICT = {1: "I", 2: "P", 3: "B", 4: "S", 5: "i", 6: "p", 7: "b"}
 _MAX_DECODE_ERRORS = 50
-# Don't feed non-reference H.264 frames (nal_ref_idc = 0) that lie before the first frame needed
-# to the decoder: no other frame is predicted from them, so the output is identical.
-SKIP_PREROLL_NONREF = True
+# Don't feed non-reference H.264 frames (nal_ref_idc = 0) that no returned frame needs to the
+# decoder: no other frame is predicted from them, so every frame we return is identical.
+SKIP_PREROLL_NONREF = True      # those before the first frame needed
+SKIP_UNSAMPLED_NONREF = True    # those between sampled frames (RGB-only and flow reads)
+# ... and for codec motion, whose per-span median then has fewer frames to draw on
+SKIP_UNSAMPLED_NONREF_MOTION = False
 _warned_flow: set[str] = set()
 
+try:  # a side-data container not cached on the frame: no frame <-> side-data reference cycle
+    from av.sidedata.sidedata import SideDataContainer as _SideData
+except ImportError:  # pragma: no cover - older PyAV: frame.side_data (the cycle is only slower)
+    _SideData = None
 
-__all__ = ["read_clip", "probe_video", "sample_indices", "VideoError", "Clip", "VideoInfo",
-           "MOTION_MODES", "THREAD_TYPE", "SKIP_PREROLL_NONREF"]
+__all__ = ["read_clip", "Clip", "MOTION_MODES", "THREAD_TYPE", "THREAD_COUNT"]
 
 
 @dataclass
@@ -97,18 +109,17 @@ def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = N
     except VideoError:
         raise
     except Exception as e:  # nothing but VideoError escapes for a bad file
-        raise VideoError(path, f"decoding failed ({_why(e)})") from e
+        raise VideoError(path, f"decoding failed ({describe_error(e)})") from e
 
 
 def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, debug=False) -> Clip:
     from mgm.video import motion as mv
 
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
-        ctx = stream.codec_context
-        codec = ctx.name
-        fps = _fps(stream)
-        n, _ = _frame_count(container, stream, fps)
+        codec = stream.codec_context.name
+        fps = stream_fps(stream)
+        n, _ = frame_count(container, stream, fps)
         mode = motion
         if motion == "auto":
             mode = "codec" if codec in mv.MV_CODECS else "flow"
@@ -130,106 +141,95 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
         if n > 0:
             idx = np.minimum(idx, n - 1)
 
-        def configure(st):
-            st.thread_type = THREAD_TYPE
-            if mode == "codec":
-                st.codec_context.options = {"flags2": "+export_mvs"}
-
-        configure(stream)
-        t0, per_pts = _pts_origin(container, stream, fps, path)
-        res = _decode(container, stream, idx, first_span, mode, True, t0, per_pts)
-        if res is None:  # the seek landed after a needed frame: decode from the start instead
+        t0, per_pts = pts_origin(container, stream, fps, path)
+        seek, skip = True, True
+        while True:
+            _configure(stream, mode)
+            res = _decode(container, stream, idx, first_span, mode, seek, t0, per_pts, skip)
+            if isinstance(res, _Pass):
+                break
+            # "seek": the seek landed after a needed frame (open GOP): decode from the start;
+            # "skip": the file ended early where frames were skipped: decode them after all
             container.close()
-            container, stream = _open(path)
-            configure(stream)
-            res = _decode(container, stream, idx, first_span, mode, False, t0, per_pts)
-        rgb, gray, types, mvs, pkt, last_fr, last_i, t0, pre_types = res
-        meta = {}
-        if not types:
+            container, stream = open_video(path)
+            seek, skip = seek and res != "seek", skip and res != "skip"
+        if not res.types:
             raise VideoError(path, "no decodable video frames")
 
-        decoded_max = max(types)
+        decoded_max = max(res.types)
         # clamp: indices past the end of what decoded -> the last decoded frame
         idx = np.minimum(idx, decoded_max)
-        frames_list = []
-        for i in idx.tolist():
-            a = rgb.get(i)
-            if a is None:
-                if i == last_i and last_fr is not None:
-                    a = rgb[i] = _to_rgb(last_fr)
-                else:  # a frame that failed to decode in the middle: nearest decoded sampled frame
-                    have = np.array(sorted(rgb)) if rgb else None
-                    if have is None:
-                        raise VideoError(path, "no decodable video frames at the requested indices")
-                    a = rgb[int(have[np.argmin(np.abs(have - i))])]
-            frames_list.append(a)
-        frames = np.stack(frames_list)
+        frames = np.stack([_sampled_rgb(res, i, path) for i in idx.tolist()])
         H, W = frames.shape[1:3]
         gh, gw = H // grid, W // grid
 
         prev = np.concatenate([[max(int(idx[0]) - first_span, 0)], idx[:-1]]).astype(np.int64)
+        meta = {}
         if mode == "codec":
-            lo = int(min(idx.min(), prev.min()))
-            R = decoded_max - lo + 1
-            # decode position and reference flag per packet, indexed by display index
-            disp = np.arange(lo, lo + R, dtype=np.int64)
-            if pkt and t0 is not None and per_pts > 0:
-                pk = sorted((_pts_index(p_, t0, per_pts), d, r) for p_, (d, r) in pkt.items())
-                pk_disp = np.array([x[0] for x in pk], np.int64)
-                pk_dpos = np.array([x[1] for x in pk], np.int64)
-                pk_ref = np.array([x[2] for x in pk], bool)
-                dmap = dict(zip(pk_disp.tolist(), pk_dpos.tolist()))
-                dpos = np.array([dmap.get(t, 1 << 40) for t in disp.tolist()], np.int64)
-                kp, kf = mv.reference_distances(disp, dpos, pk_disp[pk_ref], pk_dpos[pk_ref])
-            else:  # no packet timestamps (raw elementary stream): I/P anchors from frame types
-                first = min(pre_types) if pre_types else lo
-                ft = "".join(types.get(i, pre_types.get(i, "?")) for i in range(first, lo + R))
-                kp, kf = mv.anchor_distances(ft)
-                kp, kf = kp[lo - first:], kf[lo - first:]
-            vecs = [(i - lo, a) for i, a in mvs if lo <= i < lo + R]
-            vel, valid = mv.vectors_to_grid(vecs, R, H, W, grid, kp, kf)
-            motion_arr, motion_valid = mv.accumulate(vel, valid, lo, idx, prev, first_span)
-            if debug:
-                a_all, pos_all = mv._stack_vectors(vecs) if vecs else (None, None)
-                meta = dict(raw_velocity=vel, raw_valid=valid, raw_motion_start=lo, k_past=kp, k_future=kf,
-                            vectors=[] if a_all is None else
-                            [(lo + p_, a_all[pos_all == p_]) for p_ in np.unique(pos_all).tolist()])
-            source = "codec"
+            to_index = None
+            if res.t0 is not None and per_pts > 0:
+                def to_index(p, t0=res.t0):
+                    return pts_index(p, t0, per_pts)
+            motion_arr, motion_valid, meta = mv.codec_motion(
+                res.vectors, res.packets, res.types, res.pre_types, idx, prev, first_span, H, W, grid,
+                to_index, debug)
         elif mode == "flow":
-            from mgm.video.flow import forward_flow_grid
+            from mgm.video.flow import flow_motion
 
-            motion_arr = np.zeros((len(idx), gh, gw, 2), np.float32)
-            motion_valid = np.zeros((len(idx), gh, gw), bool)
-            for j, (c, p_) in enumerate(zip(idx.tolist(), prev.tolist())):
-                if c == p_:
-                    motion_valid[j] = j > 0
-                    continue
-                g1, g0 = gray.get(c), gray.get(p_)
-                if g1 is None or g0 is None or g1.shape != g0.shape:
-                    continue
-                f = forward_flow_grid(g0, g1, grid)
-                if j == 0 and c - p_ != first_span:
-                    f *= first_span / float(c - p_)
-                motion_arr[j] = f if c > p_ else -f
-                motion_valid[j] = True
-            source = "flow"
+            motion_arr, motion_valid = flow_motion(res.gray, idx, prev, first_span, gh, gw, grid)
         else:
             motion_arr = np.zeros((len(idx), gh, gw, 2), np.float32)
             motion_valid = np.zeros((len(idx), gh, gw), bool)
-            source = "none"
 
-        raw_start = int(min(types))
-        ftypes = "".join(types.get(i, "?") for i in range(raw_start, decoded_max + 1))
-        return Clip(frames=frames, motion=motion_arr, motion_valid=motion_valid, motion_source=source,
+        raw_start = int(min(res.types))
+        ftypes = "".join(res.types.get(i, "?") for i in range(raw_start, decoded_max + 1))
+        return Clip(frames=frames, motion=motion_arr, motion_valid=motion_valid, motion_source=mode,
                     frame_types=ftypes, indices=idx, grid=grid, fps=fps, raw_start=raw_start,
                     codec=codec, path=str(path), num_video_frames=n, meta=meta)
     finally:
         container.close()
 
 
-def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
-    """The decode loop. Returns None when a seek skipped needed frames (caller retries from 0)."""
-    from mgm.video.motion import ZERO_B_CODECS, h264_ref_idc, raw_vectors
+def _configure(stream, mode: str) -> None:
+    ctx = stream.codec_context
+    ctx.thread_type = THREAD_TYPE
+    ctx.thread_count = THREAD_COUNT
+    if mode == "codec":
+        ctx.options = {"flags2": "+export_mvs"}
+
+
+def _sampled_rgb(res, i: int, path) -> np.ndarray:
+    a = res.rgb.get(i)
+    if a is not None:
+        return a
+    if i == res.last_i and res.last_fr is not None:
+        a = res.rgb[i] = to_rgb(res.last_fr)
+        return a
+    if not res.rgb:  # a frame that failed to decode in the middle: nearest decoded sampled frame
+        raise VideoError(path, "no decodable video frames at the requested indices")
+    have = np.array(sorted(res.rgb))
+    return res.rgb[int(have[np.argmin(np.abs(have - i))])]
+
+
+@dataclass
+class _Pass:
+    """What one decode pass collected (raw index -> ... unless noted)."""
+    rgb: dict
+    gray: dict
+    types: dict
+    pre_types: dict           # picture types of frames decoded before the first needed one
+    vectors: object           # mgm.video.motion.VectorBuffer (codec motion) or None
+    packets: dict             # pts -> (decode position, is reference) of every demuxed packet
+    last_fr: object
+    last_i: int
+    t0: int | None            # pts of raw frame 0 (learnt from the first frame when unknown)
+
+
+def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts, skip_unsampled=True):
+    """The decode loop. Returns a _Pass, or why it must be run again on a reopened file:
+    "seek" when the seek skipped needed frames, "skip" when the file ended right after
+    non-reference frames that were skipped (a truncated file: clamp to what is really there)."""
+    from mgm.video.motion import ZERO_B_CODECS, VectorBuffer, h264_ref_idc
 
     ctx = stream.codec_context
     codec = ctx.name
@@ -240,10 +240,14 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
     want_gray = (want_rgb | {first_prev}) if mode == "flow" else set()
     codec_mv = mode == "codec"
     zero_b = codec in ZERO_B_CODECS
+    # non-reference frames that may be left out: H.264 with timestamps to place packets
+    can_skip = codec == "h264" and t0 is not None and per_pts > 0
+    skip_pre = can_skip and SKIP_PREROLL_NONREF
+    skip_mid = can_skip and skip_unsampled and (SKIP_UNSAMPLED_NONREF_MOTION if codec_mv else SKIP_UNSAMPLED_NONREF)
+    keep = want_rgb | want_gray  # frames decoded even when they are not references
     # H.264 packets carry nal_ref_idc: parsed for the reference distances (codec motion) and to
-    # skip non-reference frames in the pre-roll between the keyframe and the clip
-    skip_preroll = SKIP_PREROLL_NONREF and codec == "h264" and t0 is not None and per_pts > 0
-    parse_ref = codec == "h264" and (codec_mv or skip_preroll)
+    # skip non-reference frames
+    parse_ref = codec == "h264" and (codec_mv or skip_pre or skip_mid)
     nal_len = 0  # Annex-B unless the extradata is an avcC record
     if parse_ref:
         ex = ctx.extradata
@@ -257,13 +261,14 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
             container.seek(target, stream=stream, backward=True, any_frame=False)
             seeked = True
         except Exception:
-            return None
+            return "seek"
 
     rgb, gray, types, pre_types = {}, {}, {}, {}
-    mvs = []           # (display index, structured array)
-    pkt = {}           # pts -> (decode position, nal_ref_idc or None)
+    vectors = VectorBuffer(reuse=True) if codec_mv else None
+    pkt = {}           # pts -> (decode position, is reference)
     dcount = 0
     max_pts = -(1 << 62)
+    skipped_hi = -1    # highest raw index of a frame skipped inside the clip's range
     errors = 0
     counter = -1
     last_fr, last_i = None, -1
@@ -279,15 +284,21 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
             packet = None
         if packet is not None and packet.size:
             ref = h264_ref_idc(packet, nal_len) if parse_ref else None
-            if codec_mv and packet.pts is not None:
+            pts = packet.pts
+            if codec_mv and pts is not None:
                 # without nal_ref_idc: a packet displayed after everything decoded so far is an
                 # anchor (I/P, a reference); one displayed earlier is a (non-reference) B-frame
-                pkt[packet.pts] = (dcount, ref > 0 if ref is not None else packet.pts > max_pts)
-                max_pts = max(max_pts, packet.pts)
+                pkt[pts] = (dcount, ref > 0 if ref is not None else pts > max_pts)
+                max_pts = max(max_pts, pts)
                 dcount += 1
-            if (ref == 0 and skip_preroll and packet.pts is not None
-                    and _pts_index(packet.pts, t0, per_pts) < need_lo):
-                continue  # a non-reference frame before the clip: nothing needs it, don't decode it
+            if ref == 0 and pts is not None and (skip_pre or skip_mid):
+                pi = pts_index(pts, t0, per_pts)
+                if pi < need_lo:
+                    if skip_pre:
+                        continue  # before the clip: nothing needs it
+                elif skip_mid and pi not in keep:
+                    skipped_hi = max(skipped_hi, pi)
+                    continue  # between / after sampled frames: nothing returned needs it
         try:
             out = ctx.decode(packet)
         except Exception:
@@ -301,7 +312,7 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
             pts = fr.pts
             if t0 is None and pts is not None and not seeked:
                 t0 = pts  # no container start time: the first frame decoded from the start
-            i = _pts_index(pts, t0, per_pts) if (pts is not None and per_pts > 0 and t0 is not None) else counter + 1
+            i = pts_index(pts, t0, per_pts) if (pts is not None and per_pts > 0 and t0 is not None) else counter + 1
             counter = i
             if i > need_hi:
                 done = True
@@ -313,18 +324,21 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts):
             types[i] = ch
             last_fr, last_i = fr, i
             if codec_mv and not (zero_b and ch == "B"):
-                sd = fr.side_data.get("MOTION_VECTORS")
-                if sd is not None and sd.buffer_size:
-                    mvs.append((i, raw_vectors(sd)))
+                sd = (_SideData(fr) if _SideData is not None else fr.side_data).get("MOTION_VECTORS")
+                if sd is not None:
+                    vectors.add(i, sd)
             if i in want_rgb:
-                rgb[i] = _to_rgb(fr)
+                rgb[i] = to_rgb(fr)
             if i in want_gray:
-                gray[i] = _luma(fr)
+                gray[i] = luma(fr)
             if i == need_hi:
                 done = True
                 break
         if packet is None:
             break
     if seeked and types and min(types) > need_lo and min(want_rgb) < min(types):
-        return None
-    return rgb, gray, types, mvs, pkt, last_fr, last_i, t0, pre_types
+        return "seek"
+    if not done and skipped_hi > (max(types) if types else -1):
+        return "skip"
+    return _Pass(rgb=rgb, gray=gray, types=types, pre_types=pre_types, vectors=vectors, packets=pkt,
+                 last_fr=last_fr, last_i=last_i, t0=t0)

@@ -37,3 +37,26 @@ def forward_flow_grid(prev_gray: np.ndarray, cur_gray: np.ndarray, grid: int) ->
     """Forward displacement prev -> cur on the grid of the current frame, float32 (gh, gw, 2)."""
     back = _dis().calc(np.ascontiguousarray(cur_gray), np.ascontiguousarray(prev_gray), None)
     return -pool_grid(back, grid)
+
+
+def flow_motion(gray: dict, idx: np.ndarray, prev: np.ndarray, first_span: int, gh: int, gw: int,
+                grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Motion of the sampled frames ``idx`` since ``prev`` from the luma planes ``gray`` (raw
+    index -> plane). The first frame's flow is rescaled to ``first_span`` raw frames when fewer
+    exist before it; a repeated index has zero, valid motion (none for the first frame); a
+    decreasing index gets the negated flow. (motion (T, gh, gw, 2), valid (T, gh, gw))."""
+    motion = np.zeros((len(idx), gh, gw, 2), np.float32)
+    valid = np.zeros((len(idx), gh, gw), bool)
+    for j, (c, p) in enumerate(zip(idx.tolist(), prev.tolist())):
+        if c == p:
+            valid[j] = j > 0
+            continue
+        g1, g0 = gray.get(c), gray.get(p)
+        if g1 is None or g0 is None or g1.shape != g0.shape:
+            continue
+        f = forward_flow_grid(g0, g1, grid)
+        if j == 0 and c - p != first_span:
+            f *= first_span / float(c - p)
+        motion[j] = f if c > p else -f
+        valid[j] = True
+    return motion, valid

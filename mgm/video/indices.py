@@ -1,7 +1,7 @@
 """Raw frame indices: which frames a clip samples, and which frame a timestamp is.
 
 Raw indices are display-order frame numbers, ``round((pts - start_time) * time_base * fps)``;
-see the index policy in ``mgm.video.decode``'s docstring.
+see the index policy in ``mgm.video.decode``'s docstring and docs/video.md.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def sample_indices(n: int, num_frames: int, stride: int, start: int | None = Non
 _first_pts_cache: dict = {}
 
 
-def _pts_origin(container, stream, fps: float, path) -> tuple[int | None, float]:
+def pts_origin(container, stream, fps: float, path) -> tuple[int | None, float]:
     """(pts of raw frame 0 or None when unknown, frames per pts unit).
 
     ``stream.start_time`` is the first displayed pts for MP4/MOV/MKV/WebM/TS/PS. AVI reports 0
@@ -59,5 +59,5 @@ def _pts_origin(container, stream, fps: float, path) -> tuple[int | None, float]
     return t0, tb * fps
 
 
-def _pts_index(pts: int, t0: int, per_pts: float) -> int:
+def pts_index(pts: int, t0: int, per_pts: float) -> int:
     return int(round((pts - t0) * per_pts))

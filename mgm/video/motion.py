@@ -1,6 +1,6 @@
 """Codec motion vectors (PyAV side data) -> per-frame motion grids -> per-sampled-frame motion.
 
-Conventions (measured, see docs/video.md and DESIGN.md §1):
+Conventions (measured on synthetic clips with known motion; docs/video.md has the table):
 
 * FFmpeg exports, per inter block, ``motion_x / motion_scale`` = position in the reference
   frame minus position in the current frame (backward), ``source`` -1 for the L0 (past)
@@ -17,11 +17,12 @@ Conventions (measured, see docs/video.md and DESIGN.md §1):
 * MPEG-4 part 2 exports all-zero B-frame vectors: those frames are treated as missing.
 
 Everything here is vectorised over all frames of a clip at once: the decoder loop only
-collects the raw side-data arrays.
+appends the raw side-data bytes to a ``VectorBuffer``.
 """
 from __future__ import annotations
 
 import bisect
+import threading
 
 import numpy as np
 
@@ -107,99 +108,206 @@ def anchor_distances(frame_types: str) -> tuple[np.ndarray, np.ndarray]:
     return k_past, k_fut
 
 
-def vectors_to_grid(vectors: list[tuple[int, np.ndarray]], num_frames: int, height: int, width: int,
-                    grid: int, k_past: np.ndarray, k_fut: np.ndarray, exact: bool = False,
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame forward velocity grid from raw side-data arrays.
+# The AVMotionVector layout as PyAV's to_ndarray() reports it; learnt from the first frame.
+MV_DTYPE: np.dtype | None = None
+# per thread: the storage of the last VectorBuffer, reused by the next clip (a fresh multi-MB
+# buffer costs page faults on every clip; it stays as large as the largest clip's vectors)
+_tls = threading.local()
 
-    vectors: list of (frame position 0..num_frames-1, structured array from PyAV).
-    Returns vel float32 (R, gh, gw, 2) in px/frame (area-weighted mean over the blocks covering
-    each cell; bi-predicted blocks count once per direction) and valid bool (R, gh, gw).
-    Cells only partly inside the frame (right/bottom remainder) are dropped. ``exact`` forces
-    the general block-splitting path (used by tests to check the one-cell-per-block fast path).
+
+class VectorBuffer:
+    """The MOTION_VECTORS side data of the decoded frames of one clip: appended as raw bytes
+    (one memcpy per frame into a buffer that doubles when full; PyAV's to_ndarray would build
+    a structured dtype per call) with the display index and vector count of each frame, turned
+    into arrays once after the loop. ``reuse=True`` takes over this thread's storage from the
+    previous clip (only one such buffer may be in use per thread)."""
+
+    def __init__(self, reuse: bool = False):
+        self._reuse = reuse
+        self._buf = getattr(_tls, "storage", None) if reuse else None
+        if self._buf is None:
+            self._buf = np.empty(1 << 20, np.uint8)
+            if reuse:
+                _tls.storage = self._buf
+        self._used = 0
+        self.index: list[int] = []
+        self.count: list[int] = []
+
+    @property
+    def data(self) -> np.ndarray:
+        """The records' bytes (uint8, a view)."""
+        return self._buf[:self._used]
+
+    def add(self, index: int, side_data) -> None:
+        """Append one frame's vectors (a PyAV side-data object or anything bytes-like whose
+        bytes are AVMotionVector records)."""
+        global MV_DTYPE
+        if MV_DTYPE is None:
+            MV_DTYPE = side_data.to_ndarray().dtype
+        raw = np.frombuffer(side_data, np.uint8)
+        n = raw.size // MV_DTYPE.itemsize
+        if not n:
+            return
+        end = self._used + n * MV_DTYPE.itemsize
+        if end > self._buf.size:
+            grown = np.empty(max(2 * self._buf.size, end), np.uint8)
+            grown[:self._used] = self._buf[:self._used]
+            self._buf = grown
+            if self._reuse:
+                _tls.storage = grown
+        self._buf[self._used:end] = raw[:end - self._used]
+        self._used = end
+        self.index.append(int(index))
+        self.count.append(n)
+
+    @classmethod
+    def from_list(cls, vectors) -> VectorBuffer:
+        """From [(index, bytes or structured array)], e.g. ``clip.meta["vectors"]``."""
+        global MV_DTYPE
+        b = cls()
+        for i, a in vectors:
+            if isinstance(a, np.ndarray):
+                MV_DTYPE = MV_DTYPE or a.dtype
+                a = np.ascontiguousarray(a, MV_DTYPE).view(np.uint8)
+            b.add(i, a)
+        return b
+
+    def records(self) -> np.ndarray:
+        """All vectors as one structured array (a view of the buffer)."""
+        if not self.count:
+            return np.zeros(0, MV_DTYPE or np.uint8)
+        return self.data.view(MV_DTYPE)
+
+    def per_frame(self) -> list[tuple[int, np.ndarray]]:
+        """[(index, structured array)] per frame (copies; for ``debug=True`` and tests)."""
+        a = self.records()
+        ends = np.cumsum(self.count).tolist()
+        return [(i, a[e - n:e].copy()) for i, n, e in zip(self.index, self.count, ends)]
+
+
+def _fields(data, n: int) -> dict[str, np.ndarray]:
+    """Plain strided views of each record field (no structured-array indexing in the hot path)."""
+    size = MV_DTYPE.itemsize
+    return {name: np.ndarray((n,), dt, buffer=data, offset=off, strides=(size,))
+            for name, (dt, off) in MV_DTYPE.fields.items()}
+
+
+def vectors_to_grid(vectors, num_frames: int, height: int, width: int, grid: int, k_past: np.ndarray,
+                    k_fut: np.ndarray, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame forward velocity grid from raw side data.
+
+    vectors: a VectorBuffer whose indices are frame positions 0..num_frames-1, or a list of
+    (position, bytes or structured array from PyAV). Returns vel float32 (R, gh, gw, 2) in
+    px/frame (area-weighted mean over the blocks covering each cell; bi-predicted blocks count
+    once per direction) and valid bool (R, gh, gw). Cells only partly inside the frame
+    (right/bottom remainder) are dropped. ``exact`` forces the general block-splitting path
+    (used by tests to check the one-cell-per-block fast path).
+    """
+    buf = vectors if isinstance(vectors, VectorBuffer) else VectorBuffer.from_list(vectors)
+    vx, vy, valid = grid_components(buf, 0, num_frames, height, width, grid, k_past, k_fut, exact)
+    return np.stack([vx[:-1], vy[:-1]], -1), valid[:-1]
+
+
+# vectors per vectorised pass: the ~320 KB of records a pass reads stay in the CPU cache, where
+# one pass over a whole 720p clip (~11 MB of 40-byte records, read field by field) would not
+_CHUNK = 8192
+
+
+def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int, width: int, grid: int,
+                    k_past: np.ndarray, k_fut: np.ndarray, exact: bool = False):
+    """``vectors_to_grid`` for the frames ``offset .. offset+num_frames-1`` of ``buf`` as
+    contiguous (vx, vy, valid) arrays of shape (R + 1, gh, gw): what ``accumulate_components``
+    reads. The extra last frame is invalid (and zero) everywhere; so is every invalid cell.
+
+    Forward velocity of a block = ``source * motion / (motion_scale * k)`` with k the reference
+    distance of its frame and direction; per cell the area-weighted mean over all blocks of both
+    directions. Vectorised over runs of frames of about ``_CHUNK`` vectors: a few
+    int16/int32/float32 operations on plain field views and three bincounts each.
     """
     gh, gw = height // grid, width // grid
-    R = num_frames
-    vel = np.zeros((R, gh, gw, 2), np.float32)
-    valid = np.zeros((R, gh, gw), bool)
-    if not vectors or gh == 0 or gw == 0:
-        return vel, valid
-    a, pos = _stack_vectors(vectors)
-    # direction slot: 0 = past (source < 0), 1 = future (source > 0)
-    slot = pos * 2 + (a["source"] > 0)
-    area = a["w"].astype(np.float32) * a["h"]
-    wgt = area / np.maximum(a["motion_scale"], 1)
+    R = int(num_frames)
+    vx = np.zeros((R + 1, gh, gw), np.float32)
+    vy = np.zeros((R + 1, gh, gw), np.float32)
+    valid = np.zeros((R + 1, gh, gw), bool)
+    if not buf.count or gh == 0 or gw == 0 or R == 0:
+        return vx, vy, valid
+    pos = np.asarray(buf.index, np.int64) - offset
+    counts = np.asarray(buf.count, np.int64)
+    data = buf.data
+    if pos.min() < 0 or pos.max() >= R:  # frames outside the range: keep only the others
+        keep = (pos >= 0) & (pos < R)
+        data = buf.records()[np.repeat(keep, counts)].view(np.uint8)
+        pos, counts = pos[keep], counts[keep]
+        if not len(pos):
+            return vx, vy, valid
+    # sign / k per frame and direction: index 2*pos + (source > 0) (-1: past, +1: future ref)
+    ktab = np.empty((R, 2), np.float32)
+    ktab[:, 0] = -1.0 / np.asarray(k_past, np.float32)[:R]
+    ktab[:, 1] = 1.0 / np.asarray(k_fut, np.float32)[:R]
     # one more row/column collects blocks outside the visible grid (coded size is padded)
     GH, GW = gh + 1, gw + 1
     ncell = GH * GW
-    if grid % 16 == 0 and not exact:
-        # H.264/MPEG blocks lie inside one 16-aligned macroblock: one cell per block
-        if grid & (grid - 1) == 0:  # power of two: shift (int16 floor division is slow)
-            sh = grid.bit_length() - 1
-            cy, cx = a["dst_y"] >> sh, a["dst_x"] >> sh
+    fast = grid % 16 == 0 and not exact
+    # runs of whole frames; a frame index seen twice (broken timestamps) sums all its vectors
+    chunked = fast and bool(np.all(np.diff(pos) > 0))
+    isz = MV_DTYPE.itemsize
+    ends = np.cumsum(counts).tolist()
+    a = 0
+    while a < len(pos):
+        b = a + 1
+        first = ends[a] - counts[a]
+        if chunked:
+            while b < len(pos) and ends[b] - first <= _CHUNK:
+                b += 1
         else:
-            cy, cx = a["dst_y"] // grid, a["dst_x"] // grid
-        idx = slot * ncell + (np.minimum(cy, gh).astype(np.int64) * GW + np.minimum(cx, gw))
-        size = R * 2 * ncell
-        acc_w = np.bincount(idx, area, size)
-        acc_x = np.bincount(idx, wgt * a["motion_x"], size)
-        acc_y = np.bincount(idx, wgt * a["motion_y"], size)
-    else:
-        acc_w, acc_x, acc_y = _split_blocks(a, slot, R, grid, gh, gw, GW, ncell, wgt / np.maximum(area, 1))
-    shape = (R, 2, GH, GW)
-    acc_w = acc_w.reshape(shape)[:, :, :gh, :gw]
-    acc_x = acc_x.reshape(shape)[:, :, :gh, :gw]
-    acc_y = acc_y.reshape(shape)[:, :, :gh, :gw]
-    # per frame and direction: forward velocity = source * motion / (scale * k)
-    fp = (-1.0 / np.asarray(k_past, np.float64))[:, None, None]
-    ff = (1.0 / np.asarray(k_fut, np.float64))[:, None, None]
-    tot_w = acc_w[:, 0] + acc_w[:, 1]
-    has = tot_w > 0
-    inv = 1.0 / np.where(has, tot_w, 1.0)
-    vel[..., 0] = (acc_x[:, 0] * fp + acc_x[:, 1] * ff) * inv
-    vel[..., 1] = (acc_y[:, 0] * fp + acc_y[:, 1] * ff) * inv
-    valid[:] = has
-    return vel, valid
+            b = len(pos)
+        f = _fields(data[first * isz:ends[b - 1] * isz], ends[b - 1] - first)
+        p, c = pos[a:b], counts[a:b]
+        p0, p1 = int(p.min()), int(p.max()) + 1
+        size = (p1 - p0) * ncell
+        kidx = np.repeat(p * 2, c)
+        kidx += f["source"] > 0
+        area = np.multiply(f["w"], f["h"], dtype=np.float32)
+        coef = np.take(ktab.ravel(), kidx)
+        coef /= f["motion_scale"]
+        if fast:
+            # H.264/MPEG blocks lie inside one 16-aligned macroblock: one cell per block
+            if grid & (grid - 1) == 0:  # power of two: shift (int16 floor division is slow)
+                sh = grid.bit_length() - 1
+                cy, cx = f["dst_y"] >> sh, f["dst_x"] >> sh
+            else:
+                cy, cx = f["dst_y"] // grid, f["dst_x"] // grid
+            np.minimum(cy, gh, out=cy)
+            np.minimum(cx, gw, out=cx)
+            idx = np.repeat((p - p0) * ncell, c)
+            idx += cy.astype(np.int32) * GW
+            idx += cx
+            coef *= area
+            acc = (np.bincount(idx, area, size), np.bincount(idx, coef * f["motion_x"], size),
+                   np.bincount(idx, coef * f["motion_y"], size))
+        else:
+            acc = _split_blocks(f, np.repeat(p - p0, c), grid, gh, gw, GW, ncell, size, coef)
+        has = acc[0] > 0
+        inv = np.divide(1.0, acc[0], out=np.zeros_like(acc[0]), where=has)
+        shape = (p1 - p0, GH, GW)
+        vx[p0:p1] = (acc[1] * inv).reshape(shape)[:, :gh, :gw]
+        vy[p0:p1] = (acc[2] * inv).reshape(shape)[:, :gh, :gw]
+        valid[p0:p1] = has.reshape(shape)[:, :gh, :gw]
+        a = b
+    return vx, vy, valid
 
 
-# The AVMotionVector layout as PyAV's to_ndarray() reports it; learnt from the first frame.
-MV_DTYPE: np.dtype | None = None
-
-
-def raw_vectors(side_data) -> bytes | np.ndarray:
-    """Cheapest copy of a frame's MOTION_VECTORS side data: raw bytes once the dtype is known
-    (one memcpy; PyAV's to_ndarray rebuilds a structured dtype per call)."""
-    global MV_DTYPE
-    if MV_DTYPE is None:
-        a = side_data.to_ndarray()
-        MV_DTYPE = a.dtype
-        return a
-    return bytes(side_data)
-
-
-def _stack_vectors(vectors):
-    """One structured array for all frames (joined as bytes: numpy's structured concatenate is
-    slow) and the frame position of every vector."""
-    parts = [v if isinstance(v, bytes) else np.ascontiguousarray(v, MV_DTYPE).tobytes() for _, v in vectors]
-    itemsize = MV_DTYPE.itemsize
-    a = np.frombuffer(b"".join(parts), MV_DTYPE)
-    pos = np.repeat(np.array([p for p, _ in vectors], np.int64), [len(x) // itemsize for x in parts])
-    return a, pos
-
-
-def _split_blocks(a, slot, R, grid, gh, gw, GW, ncell, per_px):
-    """General grid: distribute each block's area over the cells it overlaps."""
-    bw = a["w"].astype(np.int64)
-    bh = a["h"].astype(np.int64)
-    x0 = a["dst_x"].astype(np.int64) - bw // 2
-    y0 = a["dst_y"].astype(np.int64) - bh // 2
+def _split_blocks(f, frame, grid, gh, gw, GW, ncell, size, per_px):
+    """General grid: distribute each block's area over the cells it overlaps. ``per_px``: a
+    block's weight per px of area, sign / (k * motion_scale). Returns (area, x, y) sums."""
+    bw = f["w"].astype(np.int64)
+    bh = f["h"].astype(np.int64)
+    x0 = f["dst_x"].astype(np.int64) - bw // 2
+    y0 = f["dst_y"].astype(np.int64) - bh // 2
     x1, y1 = x0 + bw, y0 + bh
-    size = R * 2 * ncell
-    acc_w = np.zeros(size)
-    acc_x = np.zeros(size)
-    acc_y = np.zeros(size)
-    mx = per_px * a["motion_x"]
-    my = per_px * a["motion_y"]
+    acc = (np.zeros(size), np.zeros(size), np.zeros(size))
+    mx = per_px * f["motion_x"]
+    my = per_px * f["motion_y"]
     cx0, cy0 = np.floor_divide(x0, grid), np.floor_divide(y0, grid)
     span_x = int(np.max(np.floor_divide(x1 - 1, grid) - cx0)) + 1
     span_y = int(np.max(np.floor_divide(y1 - 1, grid) - cy0)) + 1
@@ -213,11 +321,11 @@ def _split_blocks(a, slot, R, grid, gh, gw, GW, ncell, per_px):
             if not ok.any():
                 continue
             ar = (hx * hy)[ok].astype(np.float64)
-            idx = slot[ok] * ncell + np.minimum(cy[ok], gh) * GW + np.minimum(cx[ok], gw)
-            acc_w += np.bincount(idx, ar, size)
-            acc_x += np.bincount(idx, ar * mx[ok], size)
-            acc_y += np.bincount(idx, ar * my[ok], size)
-    return acc_w, acc_x, acc_y
+            idx = frame[ok] * ncell + np.minimum(cy[ok], gh) * GW + np.minimum(cx[ok], gw)
+            acc[0][:] += np.bincount(idx, ar, size)
+            acc[1][:] += np.bincount(idx, ar * mx[ok], size)
+            acc[2][:] += np.bincount(idx, ar * my[ok], size)
+    return acc
 
 
 def accumulate(vel: np.ndarray, valid: np.ndarray, raw_start: int, sampled: np.ndarray,
@@ -230,53 +338,111 @@ def accumulate(vel: np.ndarray, valid: np.ndarray, raw_start: int, sampled: np.n
 
     Over the raw frames (lo, hi] between them, per cell: motion = robust mean of the valid
     per-frame velocities (per component: the largest and smallest are dropped when 3+ are
-    valid, i.e. the median for spans up to 4 frames, a trimmed mean beyond) x (hi - lo). For constant motion this is the sum of the per-frame
-    displacements; gaps (I-frames, intra blocks) are filled, and a P-frame whose encoder picked
-    an older reference than the estimated one (x264 multi-reference: 2x too large) does not
-    pull the result when the span also has B-frames. Valid where at least one raw frame had a
-    vector. For j = 0 the velocity is scaled by ``first_span`` even when fewer raw frames exist
-    before it. An index equal to the previous one (clamped short clips) has zero, valid motion;
-    a decreasing index gives the negated motion of the interval.
+    valid, i.e. the median for spans up to 4 frames, a trimmed mean beyond) x (hi - lo). For
+    constant motion this is the sum of the per-frame displacements; gaps (I-frames, intra
+    blocks) are filled, and a P-frame whose encoder picked an older reference than the
+    estimated one (x264 multi-reference: 2x too large) does not pull the result when the span
+    also has B-frames. Valid where at least one raw frame had a vector. For j = 0 the velocity
+    is scaled by ``first_span`` even when fewer raw frames exist before it. An index equal to
+    the previous one (clamped short clips) has zero, valid motion; a decreasing index gives the
+    negated motion of the interval.
     """
-    R = vel.shape[0]
+    R, gh, gw = valid.shape
+    ext = np.zeros((R + 1, gh, gw), bool)
+    ext[:R] = valid
+    comp = []
+    for c in range(2):
+        v = np.zeros((R + 1, gh, gw), np.float32)
+        v[:R] = np.where(valid, vel[..., c], 0)
+        comp.append(v)
+    return accumulate_components(comp[0], comp[1], ext, raw_start, sampled, prev, first_span)
+
+
+def accumulate_components(vx: np.ndarray, vy: np.ndarray, valid: np.ndarray, raw_start: int,
+                          sampled: np.ndarray, prev: np.ndarray, first_span: int):
+    """``accumulate`` on what ``grid_components`` returns: (R + 1, gh, gw) components, zero
+    where invalid, the last frame invalid everywhere."""
+    R = valid.shape[0] - 1
+    gh, gw = valid.shape[1:]
     T = len(sampled)
-    gh, gw = vel.shape[1:3]
     cur = np.asarray(sampled, np.int64) - raw_start
     pre = np.asarray(prev, np.int64) - raw_start
     lo = np.clip(np.minimum(cur, pre), -1, R - 1)
     hi = np.clip(np.maximum(cur, pre), -1, R - 1)
-    sign = np.where(cur >= pre, 1.0, -1.0)
-    length = (hi - lo).astype(np.float64)
+    length = (hi - lo).astype(np.float32)
     if T:
         length[0] = float(first_span)
+    scale = np.where(cur >= pre, length, -length)
     L = int(max(1, (hi - lo).max())) if T else 1
-    # gather the raw frames of every span: (T, L, gh, gw[, 2]); slots beyond a span are invalid
-    rows = lo[:, None] + 1 + np.arange(L)[None, :]
-    in_span = rows <= hi[:, None]
-    rows = np.minimum(rows, R - 1)
-    ok = valid[rows] & in_span[:, :, None, None]             # (T, L, gh, gw)
-    cnt = ok.sum(1)                                          # (T, gh, gw)
+    if T and np.all(hi - lo == L) and np.all(lo[1:] == hi[:-1]):
+        # consecutive spans of one length (stride sampling): a reshaped view, no gather
+        s = int(lo[0]) + 1
+
+        def span(a):
+            return a[s:s + T * L].reshape(T, L, gh, gw)
+    else:
+        # the raw frames of every span, (T, L); slots beyond a span read the invalid frame R
+        rows = lo[:, None] + 1 + np.arange(L)[None, :]
+        rows = np.where(rows <= hi[:, None], rows, R)
+
+        def span(a):
+            return a[rows]
+    ok = span(valid)                                  # (T, L, gh, gw)
+    cnt = np.count_nonzero(ok, axis=1)                # (T, gh, gw)
     has = cnt > 0
     trim = cnt >= 3
-    n_used = np.maximum(np.where(trim, cnt - 2, cnt), 1)
-    med = np.empty((T, gh, gw, 2), np.float64)
-    for c in range(2):  # per component on contiguous arrays (numpy broadcasting is slow here)
-        v = np.ascontiguousarray(vel[..., c])[rows]           # (T, L, gh, gw)
-        total = np.where(ok, v, 0.0).sum(1)
+    n_used = np.maximum(np.where(trim, cnt - 2, cnt), 1).astype(np.float32)
+    out = np.empty((T, gh, gw, 2), np.float32)
+    for c, v in enumerate((vx, vy)):
+        v = span(v)
+        total = v.sum(1)
         if L >= 3:
             # drop the largest and smallest value where 3+ frames are valid: the exact median
             # for spans of up to 4 frames, a trimmed mean for longer ones
             vmax = np.where(ok, v, -np.inf).max(1)
             vmin = np.where(ok, v, np.inf).min(1)
             with np.errstate(invalid="ignore"):  # inf - inf where fewer than 3 are valid (unused)
-                total = np.where(trim, total - (vmax + vmin), total)
-        med[..., c] = total / n_used
-    motion = (med * (sign * length)[:, None, None, None]).astype(np.float32)
-    mvalid = has.copy()
+                total = np.where(trim, total - vmax - vmin, total)
+        out[..., c] = total / n_used * scale[:, None, None]
+    mvalid = has
     same = cur == pre
     mvalid[same] = True
-    motion[same] = 0.0
+    out[same] = 0.0
     if T and cur[0] == pre[0]:  # the first frame has nothing before it
         mvalid[0] = False
-    motion[~mvalid] = 0.0
-    return motion, mvalid
+    out[~mvalid] = 0.0
+    return out, mvalid
+
+
+def codec_motion(vectors: VectorBuffer, packets: dict, types: dict, pre_types: dict, idx: np.ndarray,
+                 prev: np.ndarray, first_span: int, height: int, width: int, grid: int,
+                 to_index, debug: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Motion of the sampled frames ``idx`` (measured from ``prev``) from the vectors the decode
+    loop collected. ``packets``: pts -> (decode position, is reference) of every demuxed packet,
+    ``to_index`` maps a pts to its raw index (None: no timestamps); ``types``/``pre_types``:
+    raw index -> picture type of the frames decoded in / before the clip's range.
+    Returns (motion, valid, meta); meta holds the per-raw-frame fields when ``debug``."""
+    lo = int(min(idx.min(), prev.min()))
+    R = max(types) - lo + 1
+    disp = np.arange(lo, lo + R, dtype=np.int64)
+    if packets and to_index is not None:
+        pk = sorted((to_index(p), d, r) for p, (d, r) in packets.items())
+        pk_disp = np.array([x[0] for x in pk], np.int64)
+        pk_dpos = np.array([x[1] for x in pk], np.int64)
+        pk_ref = np.array([x[2] for x in pk], bool)
+        dmap = dict(zip(pk_disp.tolist(), pk_dpos.tolist()))
+        dpos = np.array([dmap.get(t, 1 << 40) for t in disp.tolist()], np.int64)
+        kp, kf = reference_distances(disp, dpos, pk_disp[pk_ref], pk_dpos[pk_ref])
+    else:  # no packet timestamps (raw elementary stream): I/P anchors from frame types
+        first = min(pre_types) if pre_types else lo
+        ft = "".join(types.get(i, pre_types.get(i, "?")) for i in range(first, lo + R))
+        kp, kf = anchor_distances(ft)
+        kp, kf = kp[lo - first:], kf[lo - first:]
+    vx, vy, valid = grid_components(vectors, lo, R, height, width, grid, kp, kf)
+    motion, mvalid = accumulate_components(vx, vy, valid, lo, idx, prev, first_span)
+    meta = {}
+    if debug:
+        meta = dict(raw_velocity=np.stack([vx[:-1], vy[:-1]], -1), raw_valid=valid[:-1], raw_motion_start=lo,
+                    k_past=kp, k_future=kf,
+                    vectors=[(i, a) for i, a in vectors.per_frame() if lo <= i < lo + R])
+    return motion, mvalid, meta

@@ -25,7 +25,7 @@ def _drop_inherited_reformatter() -> None:
 os.register_at_fork(after_in_child=_drop_inherited_reformatter)
 
 
-def _to_rgb(fr) -> np.ndarray:
+def to_rgb(fr) -> np.ndarray:
     """RGB24 array of a decoded frame through one reused swscale context per thread: PyAV's
     ``frame.to_ndarray(format="rgb24")`` builds a new context for every fresh frame, which
     costs more than the conversion itself (~0.5-1 ms at 224x224). Same pixels."""
@@ -37,7 +37,8 @@ def _to_rgb(fr) -> np.ndarray:
     return r.reformat(fr, format="rgb24").to_ndarray()
 
 
-def _luma(fr) -> np.ndarray:
+def luma(fr) -> np.ndarray:
+    """The frame's luma plane as a (H, W) uint8 copy (the Y plane itself for planar YUV)."""
     if fr.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray", "nv12"):
         p = fr.planes[0]
         a = np.frombuffer(p, np.uint8)
