@@ -18,16 +18,20 @@ from typing import Any
 
 import yaml
 
+from mgm.errors import UserError
+from mgm.masking.options import OPTIONS_USED, check_options, unused_options
+
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     pass
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "vit_tiny"            # vit_tiny | vit_small | vit_base | vit_large
+    arch: str = "vit_tiny"            # vit_tiny | vit_small | vit_base | vit_large | vit_huge
+    depth: int | None = None          # encoder blocks (None: the arch's, 12 for vit_tiny..base)
     num_frames: int = 16
     img_size: int = 224
     tubelet: int = 2
@@ -37,6 +41,8 @@ class ModelConfig:
     norm_pix_loss: bool = True
     attention: str = "joint"          # joint | divided (TimeSformer, paper Table 4a)
     drop_path: float = 0.0
+    pool: str = "mean"                # classifier features: mean of all tokens (VideoMAE) | time
+                                      # (spatial mean per temporal index, concatenated)
     grad_checkpointing: bool = False
     init: str | None = None           # checkpoint to start from (fine-tune / linear probe)
 
@@ -51,7 +57,6 @@ class MaskConfig:
     velocity: float = 1.0             # SMM: max speed, patches per temporal index
     scale_step: float = 1.0           # SMM scale / MGM jitter: max step, patches per index
     min_motion: float = 0.5           # MGM: px of motion at a patch that count as motion
-    on_device: bool = False           # build masks batched on the training device
 
 
 @dataclass
@@ -71,7 +76,7 @@ class DataConfig:
     flip: bool = True                 # off for SSv2: its labels depend on direction
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     motion: str = "auto"              # auto | codec | flow | none
-    motion_grid: int = 16
+    motion_cell: int = 16             # px per motion-vector cell (16: the macroblock)
     test_clips: int = 5               # temporal views at test time
     test_crops: int = 3               # spatial views at test time
     num_workers: int = 4
@@ -288,14 +293,31 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
     if o.warmup_epochs < 0 or o.epochs < 1:
         raise ConfigError("optim.epochs must be >= 1 and optim.warmup_epochs >= 0")
-    if not 0 <= cfg.mask.ratio < 1:
-        raise ConfigError(f"mask.ratio must be in [0, 1), got {cfg.mask.ratio}")
+    _validate_mask(cfg)
     if cfg.finetune.repeated_aug < 1:
         raise ConfigError("finetune.repeated_aug must be >= 1")
     if cfg.run.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"run.precision must be auto, fp32, bf16 or fp16, got {cfg.run.precision!r}")
     if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
         raise ConfigError(f"run.device must be auto, cpu or cuda, got {cfg.run.device!r}")
+
+
+def _validate_mask(cfg: Config) -> None:
+    """The mask options ``make_masks`` would reject, and options the strategy never reads (set
+    to a non-default value they are a mistake: an ablation over them would measure nothing)."""
+    m = cfg.mask
+    options = {k: v for k, v in dataclasses.asdict(m).items() if k not in ("strategy", "ratio")}
+    mc = cfg.model
+    grid = (max(mc.num_frames // mc.tubelet, 1), max(mc.img_size // mc.patch, 1), max(mc.img_size // mc.patch, 1))
+    try:
+        check_options(m.strategy, grid, m.ratio, options)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"mask: {e}") from None
+    unused = unused_options(m.strategy, options)
+    if unused:
+        raise ConfigError(f"{', '.join('mask.' + k for k in unused)} has no effect with mask.strategy="
+                          f"{m.strategy} (it reads: {', '.join(OPTIONS_USED[m.strategy]) or 'no options'}); "
+                          "leave it at its default")
 
 
 def accum_steps_for(cfg: Config, world_size: int) -> int:

@@ -7,7 +7,7 @@ import math
 
 def test_ablation_two_strategies_few_steps(tmp_path):
     from mgm.data.synth import make_synth_dataset
-    from mgm.engine.ablate import Recipe, format_table, run_ablation
+    from mgm.report.ablate import Recipe, format_table, run_ablation
     from mgm.report.figures import png_size
 
     data = tmp_path / "data"
@@ -47,7 +47,7 @@ def test_ablation_two_strategies_few_steps(tmp_path):
 
 
 def test_summary_mean_std():
-    from mgm.engine.ablate import summarize
+    from mgm.report.ablate import summarize
 
     rows = [{"variant": "a", "seed": s, "linprobe_top1": v, "final_loss": 1.0, "pretrain_seconds": 1.0,
              "seconds": 2.0} for s, v in enumerate([10.0, 20.0, 30.0])]

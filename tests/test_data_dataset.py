@@ -28,13 +28,13 @@ def test_pretrain_items(synth):
     assert len(ds) == 8 and ds.num_classes == 8 and ds.classes[0] == "left"
     item = ds[3]
     assert item["video"].shape == (3, 8, 64, 64) and item["video"].dtype == torch.float32
-    assert item["mask"].shape == (4 * 4 * 4,) and item["mask"].dtype == torch.bool
-    assert int(item["mask"].sum()) == 4 * 12                       # exact: T' x round(0.75 * 16)
+    assert "mask" not in item and "magnitude" not in item          # no guidance asked for
     assert item["label"] == 3 and item["index"] == 3 and item["view"] == 0 and item["bad"] == []
-    dev = build_dataset(tiny_cfg(str(synth / "all.txt"), **{"mask.on_device": True}), "train", "pretrain")
-    it = dev[1]
+    guided = build_dataset(cfg, "train", "pretrain", guidance=True)
+    it = guided[1]
     assert "mask" not in it and it["magnitude"].shape == (4, 4, 4) and it["magnitude_valid"].dtype == torch.bool
     assert float(it["magnitude"][it["magnitude_valid"]].max()) > 0.5       # the object moves
+    assert torch.equal(it["video"], ds[1]["video"])                # same clip, same augmentation
 
 
 def test_eval_views_and_finetune(synth):
@@ -61,12 +61,12 @@ def test_broken_videos_are_replaced_counted_and_named(synth, tmp_path):
     lst = tmp_path / "mixed.txt"
     lst.write_text("".join(f"{p} {l}\n" for p, l in zip(order, labels)))
     cfg = tiny_cfg(str(lst), **{"data.num_classes": 10})
-    ds = build_dataset(cfg, "train", "pretrain")
+    ds = build_dataset(cfg, "train", "pretrain", guidance=True)
     report = BadVideoLog(tmp_path / "bad_videos.jsonl")
     seen = 0
     for batch in loader(ds, workers=2, batch=3):
         report.update(batch["bad"])
-        assert int(batch["mask"].sum()) == batch["mask"].shape[0] * 4 * 12
+        assert batch["magnitude"].shape == (batch["video"].shape[0], 4, 4, 4)
         assert set(batch["label"].tolist()) <= {0, 1, 2, 3}        # only good videos
         seen += batch["video"].shape[0]
     assert seen == len(ds) == 10
@@ -87,7 +87,7 @@ def _batches(ds, workers, epoch, n=2):
     ds.set_epoch(epoch)
     out = []
     for i, b in enumerate(loader(ds, workers=workers, batch=3, shuffle_seed=epoch)):
-        out.append((b["video"], b["mask"], b["index"]))
+        out.append((b["video"], b["magnitude"], b["index"]))
         if i + 1 == n:
             break
     return out
@@ -95,17 +95,17 @@ def _batches(ds, workers, epoch, n=2):
 
 def test_same_seed_same_batches_any_worker_count(synth):
     cfg = tiny_cfg(str(synth / "all.txt"), **{"run.seed": 7})
-    ds = build_dataset(cfg, "train", "pretrain")
+    ds = build_dataset(cfg, "train", "pretrain", guidance=True)
     a = _batches(ds, 0, epoch=1)
-    b = _batches(build_dataset(cfg, "train", "pretrain"), 2, epoch=1)
+    b = _batches(build_dataset(cfg, "train", "pretrain", guidance=True), 2, epoch=1)
     for (va, ma, ia), (vb, mb, ib) in zip(a, b):
         assert torch.equal(ia, ib) and torch.equal(va, vb) and torch.equal(ma, mb)
     c = _batches(ds, 0, epoch=2)
-    assert not all(torch.equal(x[1], y[1]) for x, y in zip(a, c))   # another epoch, other draws
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))   # another epoch, other draws
     other = build_dataset(tiny_cfg(str(synth / "all.txt"), **{"run.seed": 8}), "train", "pretrain")
     other.set_epoch(1)
     ds.set_epoch(1)
-    assert not torch.equal(other[0]["mask"], ds[0]["mask"]) or not torch.equal(other[0]["video"], ds[0]["video"])
+    assert not torch.equal(other[0]["video"], ds[0]["video"])
 
 
 def test_set_epoch_reaches_persistent_workers(synth):
@@ -116,9 +116,9 @@ def test_set_epoch_reaches_persistent_workers(synth):
     got = []
     for epoch in (0, 1):
         ds.set_epoch(epoch)
-        got.append(next(iter(dl))["mask"])
+        got.append(next(iter(dl))["video"])
     assert not torch.equal(got[0], got[1])
     fresh = build_dataset(cfg, "train", "pretrain")
     for epoch in (0, 1):
         fresh.set_epoch(epoch)
-        assert torch.equal(got[epoch], collate([fresh[i] for i in range(4)])["mask"])
+        assert torch.equal(got[epoch], collate([fresh[i] for i in range(4)])["video"])

@@ -1,4 +1,4 @@
-"""Clip sampling and the spatial transforms applied alike to frames, motion grid and masks."""
+"""Clip sampling and the spatial transforms applied alike to frames, motion grid and boxes."""
 import dataclasses
 
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 from data_fixtures import tiny_cfg, tiny_synth
 from mgm.data import sampling
 from mgm.data import transforms as T
+from mgm.masking import make_mask, motion_to_patch_magnitude
 
 
 # ---------------------------------------------------------------- sampling
@@ -89,33 +90,30 @@ def _decode(path, cfg, start=0):
     from mgm.video import read_clip
 
     return read_clip(str(path), num_frames=cfg.data.num_frames, stride=cfg.data.stride,
-                     start=start, motion="auto", grid=cfg.data.motion_grid)
+                     start=start, motion="auto", grid=cfg.data.motion_cell)
 
 
-@pytest.mark.parametrize("init", ["random", "motion"])
-def test_mgm_mask_of_flipped_clip_is_mirrored(synth, init):
-    from mgm.data.dataset import VideoDataset
+def test_guidance_of_flipped_clip_is_mirrored(synth):
+    """The magnitude grid the masks follow mirrors with the frames (a flip negates dx, whose
+    magnitude is unchanged), so a mask built from it follows the flipped object."""
     from mgm.data.annotations import load_annotations
+    from mgm.data.dataset import VideoDataset
 
-    cfg = tiny_cfg(str(synth / "train.txt"), **{"mask.init": init})
-    ds = VideoDataset(load_annotations(synth / "train.txt"), cfg, "train", "pretrain")
-    cfg_dev = tiny_cfg(str(synth / "train.txt"), **{"mask.on_device": True})
-    ds_dev = VideoDataset(load_annotations(synth / "train.txt"), cfg_dev, "train", "pretrain")
+    cfg = tiny_cfg(str(synth / "train.txt"))
+    ds = VideoDataset(load_annotations(synth / "train.txt"), cfg, "train", "pretrain", guidance=True)
     for vid in (0, 1, 2):
         clip = _decode(synth / f"videos/{vid:05d}.mp4", cfg)
         for seed in range(3):
             g = T.multiscale_crop(112, 112, 64, cfg.data.scales, np.random.default_rng(seed))
             gf = dataclasses.replace(g, flip=True)
-            a = ds.transform(clip.frames, clip, g, np.random.default_rng(seed))
-            b = ds.transform(clip.frames, clip, gf, np.random.default_rng(seed))
-            grid = ds.patch_grid
-            assert int(a["mask"].sum()) == int(b["mask"].sum())
-            assert np.array_equal(b["mask"].view(grid).numpy(), a["mask"].view(grid).numpy()[:, :, ::-1])
-            assert np.array_equal(b["video"].numpy(), a["video"].numpy()[:, :, :, ::-1])
-            c = ds_dev.transform(clip.frames, clip, g, np.random.default_rng(seed))
-            d = ds_dev.transform(clip.frames, clip, gf, np.random.default_rng(seed))
-            assert np.array_equal(d["magnitude"].numpy(), c["magnitude"].numpy()[:, :, ::-1])
-            assert np.array_equal(d["magnitude_valid"].numpy(), c["magnitude_valid"].numpy()[:, :, ::-1])
+            fa, ma, va = T.apply_clip(clip.frames, clip.motion, clip.motion_valid, g, ds.cell)
+            fb, mb, vb = T.apply_clip(clip.frames, clip.motion, clip.motion_valid, gf, ds.cell)
+            assert np.array_equal(fb, fa[:, :, ::-1])
+            assert np.array_equal(vb, va[:, :, ::-1])
+            assert np.array_equal(mb[..., 0], -ma[:, :, ::-1, 0]) and np.array_equal(mb[..., 1], ma[:, :, ::-1, 1])
+            pa = motion_to_patch_magnitude(ma, va, ds.patch_grid, ds.tubelet)
+            pb = motion_to_patch_magnitude(mb, vb, ds.patch_grid, ds.tubelet)
+            assert np.array_equal(pb[0], pa[0][:, :, ::-1]) and np.array_equal(pb[1], pa[1][:, :, ::-1])
 
 
 def test_mgm_mask_follows_object_through_crop_and_flip(synth):
@@ -126,14 +124,16 @@ def test_mgm_mask_follows_object_through_crop_and_flip(synth):
     boxes = load_boxes(synth / "boxes.json")["videos"]
     cfg = tiny_cfg(str(synth / "train.txt"), **{"mask.init": "motion", "mask.ratio": 0.4,
                                                 "data.size": 112, "model.img_size": 112})
-    ds = VideoDataset(load_annotations(synth / "train.txt"), cfg, "train", "pretrain")
+    ds = VideoDataset(load_annotations(synth / "train.txt"), cfg, "train", "pretrain", guidance=True)
     hits = total = 0
     for vid in (0, 1, 2, 3):                          # left, right, up, down
         clip = _decode(synth / f"videos/{vid:05d}.mp4", cfg)
         for seed in range(4):
             rng = np.random.default_rng(seed)
             g = dataclasses.replace(T.multiscale_crop(112, 112, 112, [1.0, 0.875], rng), flip=seed % 2 == 1)
-            mask = ds.transform(clip.frames, clip, g, rng)["mask"].view(ds.patch_grid).numpy()
+            _, motion, valid = T.apply_clip(clip.frames, clip.motion, clip.motion_valid, g, ds.cell)
+            mask = make_mask("mgm", ds.patch_grid, 0.4, motion=motion, motion_valid=valid, tubelet=ds.tubelet,
+                             seed=seed, init="motion")
             b = T.apply_boxes(boxes[f"videos/{vid:05d}.mp4"]["boxes"][clip.indices], g)
             for t in range(mask.shape[0]):
                 x0, y0, x1, y1 = b[2 * t + 1]

@@ -49,6 +49,25 @@ def run_cli(args, env_extra=None, nproc=1, timeout=240):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+# fine-tuning that SIGKILLs its own process right after optimiser step N (Trainer's on_step)
+KILLED_AFTER = """
+import os, signal, sys
+from mgm.config import load_config
+from mgm.engine.finetune import run_finetune
+stop = int(sys.argv[1])
+def on_step(step):
+    if step == stop:
+        os.kill(os.getpid(), signal.SIGKILL)
+run_finetune(load_config("tiny_finetune", sys.argv[2:]), on_step=on_step)
+"""
+
+
+def run_killed_after(step: int, overrides, timeout=240):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-c", KILLED_AFTER, str(step), *overrides], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
 def losses(out_dir) -> dict[int, float]:
     """step -> loss; a step logged twice (redone after a resume) keeps its last value."""
     return {r["step"]: r["loss"] for r in read_log(Path(out_dir) / "log.jsonl", "train")}
@@ -84,8 +103,7 @@ def test_kill_and_resume_gives_the_same_loss_curve(synth, tmp_path):
     full = run_cli([*common, f"run.out_dir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr[-3000:]
     out = tmp_path / "killed"
-    killed = run_cli([*common, f"run.out_dir={out}", "run.ckpt_every_steps=2"],
-                     env_extra={"MGM_TEST_KILL_AFTER_STEP": "3"})
+    killed = run_killed_after(3, [*common[3:], f"run.out_dir={out}", "run.ckpt_every_steps=2"])
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert sorted(losses(out)) == [1, 2, 3]
     assert (out / "checkpoints" / "step_00000002").is_dir()
@@ -99,8 +117,9 @@ def test_kill_and_resume_gives_the_same_loss_curve(synth, tmp_path):
 
 
 def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint_intact(synth, tmp_path):
-    from mgm.engine.pretrain import build_model, run_pretrain
+    from mgm.engine.pretrain import run_pretrain
     from mgm.engine.trainer import TrainingStopped
+    from mgm.models.vit import build_model
 
     class NaNAfter(torch.nn.Module):
         """Real pretrainer; the loss is NaN on the listed calls."""
@@ -117,7 +136,7 @@ def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint_intact(synth, tmp_
 
     base = [*data_args(synth), *SMALL, "optim.batch_size=4", "run.ckpt_every_steps=1"]
     cfg = load_config("tiny", [*base, f"run.out_dir={tmp_path / 'a'}", "run.max_steps=4"])
-    model = NaNAfter(build_model(cfg), {2})
+    model = NaNAfter(build_model(cfg.model), {2})
     res = run_pretrain(cfg, model=model)
     assert res["step"] == 4 and res["bad_steps"] == 1
     assert [h["skipped"] for h in res["history"]] == [False, True, False, False]
@@ -126,7 +145,7 @@ def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint_intact(synth, tmp_
 
     cfg = load_config("tiny", [*base, f"run.out_dir={tmp_path / 'b'}", "run.max_steps=8",
                                "run.max_bad_steps=2"])
-    model = NaNAfter(build_model(cfg), {3, 4, 5, 6})
+    model = NaNAfter(build_model(cfg.model), {3, 4, 5, 6})
     with pytest.raises(TrainingStopped, match="non-finite") as e:
         run_pretrain(cfg, model=model)
     assert "step_00000002" in str(e.value)
@@ -144,9 +163,8 @@ def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
     from mgm.engine.pretrain import run_pretrain
 
     views = ["data.test_clips=2", "data.test_crops=2"]
-    # masks built batched on the device from the magnitude grids (mask.on_device)
     cfg = load_config("tiny", [*data_args(synth), *SMALL, f"run.out_dir={tmp_path / 'pre'}",
-                               "run.max_steps=2", "optim.batch_size=4", "mask.on_device=true"])
+                               "run.max_steps=2", "optim.batch_size=4"])
     pre = run_pretrain(cfg)
     assert all(r["masked_ratio"] == 0.75 for r in read_log(tmp_path / "pre" / "log.jsonl", "train"))
     cfg = load_config("tiny_finetune", [*data_args(synth, val=True), *SMALL, *views,

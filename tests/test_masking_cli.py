@@ -43,8 +43,7 @@ def test_mgm_covers_moving_object_on_decoded_clips(moving_clips):
         centres = truth.centres[clip.indices][:, 0]
         for seed in range(4):
             for s in STRATEGIES:
-                m = make_mask(s, grid=grid, ratio=0.5, magnitude=mag, magnitude_valid=val,
-                              rng=np.random.default_rng(seed))
+                m = make_mask(s, grid=grid, ratio=0.5, magnitude=mag, magnitude_valid=val, seed=seed)
                 for t in range(8):
                     cx, cy = centres[2 * t:2 * t + 2].mean(0)
                     hits[s].append(bool(m[t, int(cy // 16), int(cx // 16)]))
@@ -94,10 +93,12 @@ def test_cli_masks_errors(tmp_path, capsys):
 def test_bench_masks_json(capsys):
     from mgm.cli import main
 
-    assert main(["bench", "masks", "--repeats", "2", "--batch", "4", "--grid", "4,7,7", "--json"]) == 0
+    assert main(["bench", "masks", "--repeats", "2", "--batch", "4", "--grid", "4,7,7", "--device", "cpu",
+                 "--step", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("per_clip_us", "batched_us_per_mask"):
-        assert set(STRATEGIES) <= set(out[key]) and all(v > 0 for v in out[key].values())
+    for key in ("clip", "batched"):
+        assert set(STRATEGIES) <= set(out["us_per_mask"][key]) and all(v > 0 for v in out["us_per_mask"][key].values())
+    assert 0 < out["in_step"]["mask_pct_of_step"] < 100 and "cuda_equals_cpu" not in out
 
 
 def test_cli_masks_without_motion_reports_fallback_and_writes_mp4(moving_clips, tmp_path, capsys):

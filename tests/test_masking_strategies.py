@@ -1,8 +1,9 @@
-"""Mask strategies: exact counts, shapes over time, options, edge cases (numpy, per clip)."""
+"""Mask strategies: exact counts, shapes over time, options, edge cases (one clip at a time)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from mgm.masking import (STRATEGIES, draw_shapes, make_mask, masked_per_index,
                          motion_to_patch_magnitude, sample_draws)
@@ -43,7 +44,7 @@ def test_exact_counts_every_grid_ratio_seed(strategy):
             assert n == round(ratio * grid[1] * grid[2])
             for seed in range(6):
                 m = make_mask(strategy, grid=grid, ratio=ratio, motion=motion, motion_valid=valid,
-                              rng=np.random.default_rng(seed))
+                              seed=seed)
                 assert m.shape == grid and m.dtype == bool
                 assert m.sum() == grid[0] * n, (strategy, grid, ratio, seed)
                 if strategy != "random":
@@ -52,10 +53,9 @@ def test_exact_counts_every_grid_ratio_seed(strategy):
 
 def test_tube_constant_random_not():
     for seed in range(5):
-        rng = np.random.default_rng(seed)
-        tube = make_mask("tube", grid=(8, 14, 14), ratio=0.75, rng=rng)
+        tube = make_mask("tube", grid=(8, 14, 14), ratio=0.75, seed=seed)
         assert (tube == tube[:1]).all()
-        rand = make_mask("random", grid=(8, 14, 14), ratio=0.75, rng=rng)
+        rand = make_mask("random", grid=(8, 14, 14), ratio=0.75, seed=seed)
         assert not (rand == rand[:1]).all()
         assert len({rand[i].sum() for i in range(8)}) > 1    # random is not per-frame exact
 
@@ -73,7 +73,7 @@ def test_rectangles_inside_never_clipped_and_count_fixed_on_boundary(strategy):
             n = masked_per_index(ratio, grid)
             for seed in range(8):
                 m, info = make_mask(strategy, grid=grid, ratio=ratio, motion=motion, motion_valid=valid,
-                                    rng=np.random.default_rng(seed), return_info=True)
+                                    seed=seed, return_info=True)
                 for t in range(grid[0]):
                     x0, y0, w, h = _rect_of(info, t)
                     assert 0 <= x0 and x0 + w <= grid[2] and 0 <= y0 and y0 + h <= grid[1]
@@ -95,9 +95,9 @@ def test_block_static_smm_moves_continuously():
     grid = (8, 14, 14)
     moved = 0
     for seed in range(20):
-        b = make_mask("block", grid=grid, ratio=0.5, rng=np.random.default_rng(seed))
+        b = make_mask("block", grid=grid, ratio=0.5, seed=seed)
         assert (b == b[:1]).all()
-        m, info = make_mask("smm", grid=grid, ratio=0.5, rng=np.random.default_rng(seed),
+        m, info = make_mask("smm", grid=grid, ratio=0.5, seed=seed,
                             return_info=True, velocity=1.0)
         c = info.centres
         step = np.abs(np.diff(c, axis=0))
@@ -109,7 +109,7 @@ def test_block_static_smm_moves_continuously():
 
 def test_velocity_zero_makes_smm_static_in_position():
     for seed in range(5):
-        _, info = make_mask("smm", grid=(8, 14, 14), ratio=0.5, rng=np.random.default_rng(seed),
+        _, info = make_mask("smm", grid=(8, 14, 14), ratio=0.5, seed=seed,
                             velocity=0.0, jitter=False, return_info=True)
         assert (info.centres == info.centres[:1]).all()
 
@@ -121,8 +121,8 @@ def test_jitter_steps_sum_to_zero_and_option_switches_it(strategy):
     varied = 0
     for seed in range(20):
         kw = dict(grid=grid, ratio=0.5, motion=motion, motion_valid=valid, return_info=True)
-        _, on = make_mask(strategy, rng=np.random.default_rng(seed), **kw)
-        _, off = make_mask(strategy, rng=np.random.default_rng(seed), jitter=False, **kw)
+        _, on = make_mask(strategy, seed=seed, **kw)
+        _, off = make_mask(strategy, seed=seed, jitter=False, **kw)
         assert abs(on.steps.sum(0)).max() < 1e-12                 # Σ steps = 0 (each axis)
         assert (on.sizes[0] == on.sizes[-1]).all()                # back to the first shape
         assert (off.sizes == off.sizes[:1]).all() and (off.steps == 0).all()
@@ -133,7 +133,7 @@ def test_jitter_steps_sum_to_zero_and_option_switches_it(strategy):
 def test_scale_step_bounds_the_jitter():
     for seed in range(10):
         _, info = make_mask("mgm", grid=(8, 14, 14), ratio=0.5, motion=moving_square_motion()[0],
-                            rng=np.random.default_rng(seed), scale_step=0.25, return_info=True)
+                            seed=seed, scale_step=0.25, return_info=True)
         assert np.abs(info.steps).max() <= 0.5 + 1e-9
 
 
@@ -145,7 +145,7 @@ def test_mgm_follows_moving_object_not_static_distractor():
                                                       start=(0.5 + seed % 2, 2.0 + seed % 7), rng=rng)
         for s in STRATEGIES:
             m = make_mask(s, grid=(8, 14, 14), ratio=0.5, motion=motion, motion_valid=valid,
-                          rng=np.random.default_rng(seed))
+                          seed=seed)
             for t in range(8):
                 cx, cy = centres[2 * t + 1]
                 covered[s].append(m[t, int(cy), int(cx)])
@@ -165,11 +165,11 @@ def test_init_motion_centres_first_index_on_motion():
     firsts = set()
     for seed in range(10):
         _, a = make_mask("mgm", grid=grid, ratio=0.25, motion=motion, motion_valid=valid,
-                         rng=np.random.default_rng(seed), init="motion", jitter=False, return_info=True)
+                         seed=seed, init="motion", jitter=False, return_info=True)
         iy, ix = np.unravel_index(np.argmax(mag[0]), mag[0].shape)
         assert abs(a.centres[0][0] - (ix + 0.5)) <= 0.5 and abs(a.centres[0][1] - (iy + 0.5)) <= 0.5
         _, r = make_mask("mgm", grid=grid, ratio=0.25, motion=motion, motion_valid=valid,
-                         rng=np.random.default_rng(seed), jitter=False, return_info=True)
+                         seed=seed, jitter=False, return_info=True)
         firsts.add(tuple(r.centres[0]))
         assert (r.centres[1:] == a.centres[1:]).all()            # only index 0 differs
     assert len(firsts) >= 5                                       # random start (paper)
@@ -182,7 +182,7 @@ def test_topk_moves_centre_to_mean_of_top_k():
     mag[:, 10:13, 10:13] = 5.0                       # a larger, weaker moving region
     valid = np.ones(grid, bool)
     kw = dict(grid=grid, ratio=0.1, magnitude=mag, magnitude_valid=valid, jitter=False,
-              init="motion", return_info=True, rng=np.random.default_rng(0))
+              init="motion", return_info=True, seed=0)
     _, one = make_mask("mgm", topk=1, **kw)
     assert (np.abs(one.centres - [2.5, 2.5]) <= 0.5).all()      # rectangle centred on argmax
     _, ten = make_mask("mgm", topk=10, **kw)
@@ -200,7 +200,7 @@ def test_no_motion_at_an_index_keeps_previous_centre():
     motion[10:12] = 0.0                    # index 5: static
     valid[10:12] = True
     _, info = make_mask("mgm", grid=grid, ratio=0.3, motion=motion, motion_valid=valid, jitter=False,
-                        rng=np.random.default_rng(0), return_info=True)
+                        seed=0, return_info=True)
     assert list(info.motion_found) == [True, True, True, False, True, False, True, True]
     assert (info.centres[3] == info.centres[2]).all()
     assert (info.centres[5] == info.centres[4]).all()
@@ -213,19 +213,23 @@ def test_no_motion_in_clip_falls_back_to_simulated_and_reports_it(strategy, fall
     still = np.zeros((16, 14, 14, 2), np.float32)
     for valid in (np.ones((16, 14, 14), bool), np.zeros((16, 14, 14), bool)):
         for seed in range(4):
-            draws = sample_draws(strategy, grid, np.random.default_rng(seed))
+            draws = {k: v[0] for k, v in sample_draws(strategy, grid, 1, torch.Generator().manual_seed(seed)).items()}
             m, info = make_mask(strategy, grid=grid, ratio=0.75, motion=still, motion_valid=valid,
                                 draws=draws, return_info=True)
             assert info.fallback == fallback and not info.motion_found.any()
             sub = {k: draws[k] for k in draw_shapes(fallback, grid)}
             assert (m == make_mask(fallback, grid=grid, ratio=0.75, draws=sub)).all()
+            # the same generator state gives the fallback's mask too (its draws come first)
+            assert (m == make_mask(fallback, grid=grid, ratio=0.75, seed=seed)).all() == \
+                (make_mask(strategy, grid=grid, ratio=0.75, motion=still, motion_valid=valid, seed=seed)
+                 == make_mask(fallback, grid=grid, ratio=0.75, seed=seed)).all()
     _, info = make_mask(strategy, grid=grid, ratio=0.75, motion=moving_square_motion()[0],
-                        rng=np.random.default_rng(0), return_info=True)
+                        seed=0, return_info=True)
     assert info.fallback is None
 
 
 def test_smm_sparse_is_scattered_pattern_moving_rigidly():
-    m = make_mask("smm-sparse", grid=(8, 14, 14), ratio=0.5, rng=np.random.default_rng(3), velocity=1.0)
+    m = make_mask("smm-sparse", grid=(8, 14, 14), ratio=0.5, seed=3, velocity=1.0)
     shifts = []
     for t in range(8):
         found = [(dy, dx) for dy in range(14) for dx in range(14)
@@ -239,7 +243,7 @@ def test_mgm_sparse_masks_strongest_motion_patches():
     grid = (4, 14, 14)
     rng = np.random.default_rng(0)
     mag = rng.random(grid).astype(np.float32) * 5
-    m = make_mask("mgm-sparse", grid=grid, ratio=0.3, magnitude=mag, rng=rng)
+    m = make_mask("mgm-sparse", grid=grid, ratio=0.3, magnitude=mag, seed=0)
     n = masked_per_index(0.3, grid)
     for t in range(4):
         thr = np.sort(mag[t].ravel())[::-1][n - 1]
@@ -251,9 +255,9 @@ def test_pure_and_reproducible():
     keep = motion.copy(), valid.copy()
     for s in STRATEGIES:
         a = make_mask(s, grid=(8, 14, 14), ratio=0.75, motion=motion, motion_valid=valid,
-                      rng=np.random.default_rng(7))
+                      seed=7)
         b = make_mask(s, grid=(8, 14, 14), ratio=0.75, motion=motion, motion_valid=valid,
-                      rng=np.random.default_rng(7))
+                      seed=7)
         assert (a == b).all()
     assert (keep[0] == motion).all() and (keep[1] == valid).all()
 
@@ -262,8 +266,8 @@ def test_magnitude_input_equals_motion_input():
     motion, valid, _ = moving_square_motion()
     mag, mval = motion_to_patch_magnitude(motion, valid, (8, 14, 14), 2)
     for s in ("mgm", "mgm-sparse"):
-        a = make_mask(s, grid=(8, 14, 14), motion=motion, motion_valid=valid, rng=np.random.default_rng(1))
-        b = make_mask(s, grid=(8, 14, 14), magnitude=mag, magnitude_valid=mval, rng=np.random.default_rng(1))
+        a = make_mask(s, grid=(8, 14, 14), motion=motion, motion_valid=valid, seed=1)
+        b = make_mask(s, grid=(8, 14, 14), magnitude=mag, magnitude_valid=mval, seed=1)
         assert (a == b).all()
 
 

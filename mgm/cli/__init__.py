@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from mgm.errors import UserError
+
 # Order here is the order in `mgm --help`.
 COMMAND_MODULES = [
     "mgm.cli.motion",   # mgm motion VIDEO
@@ -22,10 +24,6 @@ COMMAND_MODULES = [
     "mgm.cli.train",    # mgm pretrain|finetune|linprobe|eval, mgm configs
     "mgm.cli.demo",     # mgm demo, mgm ablate masks|ratio|motion, mgm saliency
 ]
-
-
-class UserError(Exception):
-    """An error whose message is for the user: printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

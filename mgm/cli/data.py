@@ -61,7 +61,7 @@ def register(sub) -> None:
 
 def _user_errors(fn):
     def run(args):
-        from mgm.cli import UserError
+        from mgm.errors import UserError
         from mgm.data.annotations import AnnotationError
 
         try:
@@ -111,7 +111,7 @@ def _transcode(args) -> int:
 
 
 def _synth(args) -> int:
-    from mgm.cli import UserError
+    from mgm.errors import UserError
     from mgm.data.synth import make_synth_dataset
 
     if args.videos < 1 or args.size < 32 or args.frames < 2:

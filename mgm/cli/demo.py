@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 
-STRATEGY_CHOICES = ("random", "tube", "block", "smm", "smm-sparse", "mgm", "mgm-sparse")
+from mgm.masking.options import STRATEGIES
 
 
 def register(sub) -> None:
@@ -38,7 +38,7 @@ def register(sub) -> None:
                     "OUT/results.jsonl and skipped when the command is run again.")
     a.add_argument("kind", choices=("masks", "ratio", "motion"),
                    help="masks: strategies; ratio: MGM mask ratio 0.5..0.95; motion: codec vs DIS flow")
-    a.add_argument("--strategies", nargs="+", choices=STRATEGY_CHOICES, default=None,
+    a.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=None,
                    help="masks: which strategies (default all seven); ratio/motion: the strategy (default mgm)")
     a.add_argument("--ratios", nargs="+", type=float, default=None,
                    help="ratio: the ratios (default 0.5 0.6 0.75 0.85 0.9 0.95); others: the ratio (0.75)")
@@ -105,8 +105,8 @@ def _ablate(args) -> int:
     import dataclasses
     from pathlib import Path
 
-    from mgm.cli import UserError
-    from mgm.engine.ablate import Recipe, format_table, run_ablation
+    from mgm.errors import UserError
+    from mgm.report.ablate import Recipe, format_table, run_ablation
     from mgm.report.demo import ensure_dataset
 
     out = Path(args.out)
@@ -154,7 +154,7 @@ def _saliency(args) -> int:
     import os
     from pathlib import Path
 
-    from mgm.cli import UserError
+    from mgm.errors import UserError
     from mgm.data.annotations import AnnotationError, load_annotations
     from mgm.report.saliency import load_boxes_file, saliency
 

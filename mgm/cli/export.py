@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mgm.cli import UserError
+    from mgm.errors import UserError
     from mgm.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_official
     from mgm.models.hf_export import export_hf
 

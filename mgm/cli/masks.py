@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-STRATEGY_CHOICES = ("random", "tube", "block", "smm", "smm-sparse", "mgm", "mgm-sparse", "all")
+from mgm.masking.options import DEFAULT_OPTIONS, INITS, STRATEGIES
 
 
 def register(sub) -> None:
@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("video", nargs="?", help="video file (or --synthetic)")
     p.add_argument("--synthetic", action="store_true",
                    help="use a generated H.264 clip: a moving textured square and static distractors")
-    p.add_argument("--strategy", default="all", choices=STRATEGY_CHOICES, help="default: all")
+    p.add_argument("--strategy", default="all", choices=STRATEGIES + ("all",), help="default: all")
     p.add_argument("--ratio", type=float, default=0.75, help="mask ratio (default 0.75)")
     p.add_argument("--frames", type=int, default=16, help="sampled frames (default 16)")
     p.add_argument("--stride", type=int, default=2, help="raw frames between sampled frames (default 2)")
@@ -29,13 +29,16 @@ def register(sub) -> None:
     p.add_argument("--motion", default="auto", choices=("auto", "codec", "flow", "none"),
                    help="motion source for read_clip (default auto)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clip start and the masks")
-    p.add_argument("--topk", type=int, default=1, help="MGM: centre on the top-K motion patches (default 1)")
+    o = DEFAULT_OPTIONS
+    p.add_argument("--topk", type=int, default=o["topk"], help="MGM: centre on the top-K motion patches (default 1)")
     p.add_argument("--no-jitter", dest="jitter", action="store_false", help="no aspect/scale jitter")
-    p.add_argument("--init", default="random", choices=("random", "motion"),
+    p.add_argument("--init", default=o["init"], choices=INITS,
                    help="MGM first index: random position (paper) or centred on motion")
-    p.add_argument("--velocity", type=float, default=1.0, help="SMM max speed, patches per index (default 1)")
-    p.add_argument("--scale-step", type=float, default=1.0, help="SMM/MGM max shape step in patches (default 1)")
-    p.add_argument("--min-motion", type=float, default=0.5, help="MGM: px of motion that count as motion")
+    p.add_argument("--velocity", type=float, default=o["velocity"],
+                   help="SMM max speed, patches per index (default 1)")
+    p.add_argument("--scale-step", type=float, default=o["scale_step"],
+                   help="SMM/MGM max shape step in patches (default 1)")
+    p.add_argument("--min-motion", type=float, default=o["min_motion"], help="MGM: px of motion that count as motion")
     p.add_argument("--out", help="write the picture: .png/.jpg (grid), .gif or .mp4 (animation)")
     p.add_argument("--tile", type=int, default=160, help="tile side in px in the picture (default 160)")
     p.add_argument("--save-npy", metavar="FILE",
@@ -45,34 +48,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def prepare(clip, size: int, patch: int):
-    """Centre-crop frames and motion grid to the largest square the grid covers, resize the
-    frames to size×size and scale the vectors to the new pixels. Returns (frames, motion, valid)."""
-    import numpy as np
-    from PIL import Image
-
-    frames, motion, valid = clip.frames, clip.motion, clip.motion_valid
-    g = int(getattr(clip, "grid", 16))
-    hm, wm = motion.shape[1:3]
-    if hm == 0 or wm == 0:   # no grid: crop the frames only
-        h, w = frames.shape[1:3]
-        s = min(h, w)
-        oy, ox = (h - s) // 2, (w - s) // 2
-        crop = frames[:, oy:oy + s, ox:ox + s]
-        motion = np.zeros((frames.shape[0], size // patch, size // patch, 2), np.float32)
-        valid = np.zeros(motion.shape[:3], bool)
-        scale = 1.0
-    else:
-        s = min(hm, wm)
-        oy, ox = (hm - s) // 2, (wm - s) // 2
-        motion = motion[:, oy:oy + s, ox:ox + s]
-        valid = valid[:, oy:oy + s, ox:ox + s]
-        crop = frames[:, oy * g:(oy + s) * g, ox * g:(ox + s) * g]
-        scale = size / float(s * g)
-    out = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in crop])
-    return out, (motion * scale).astype(np.float32), valid
-
-
 def run(args: argparse.Namespace) -> int:
     import json
     import tempfile
@@ -80,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from mgm.cli import UserError
+    from mgm.data import transforms
+    from mgm.errors import UserError
     from mgm.masking import STRATEGIES, make_mask, motion_to_patch_magnitude
 
     if args.video is None and not args.synthetic:
@@ -111,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     if clip.frames.shape[0] != args.frames:
         raise UserError(f"got {clip.frames.shape[0]} frames, asked for {args.frames}")
-    frames, motion, valid = prepare(clip, args.size, args.patch)
+    h, w = clip.frames.shape[1:3]
+    frames, motion, valid = transforms.apply_clip(clip.frames, clip.motion, clip.motion_valid,
+                                                  transforms.center_crop(h, w, args.size), args.patch)
     grid = (args.frames // args.tubelet, args.size // args.patch, args.size // args.patch)
     mag, mag_valid = motion_to_patch_magnitude(motion, valid, grid, args.tubelet)
     names = STRATEGIES if args.strategy == "all" else (args.strategy,)
@@ -119,9 +97,8 @@ def run(args: argparse.Namespace) -> int:
                    scale_step=args.scale_step, min_motion=args.min_motion)
     masks, rows = {}, []
     for name in names:
-        rng = np.random.default_rng(args.seed)
         m, info = make_mask(name, grid=grid, ratio=args.ratio, magnitude=mag, magnitude_valid=mag_valid,
-                            rng=rng, return_info=True, **options)
+                            seed=args.seed, return_info=True, **options)
         masks[name] = m
         row = {"strategy": name, "masked": int(m.sum()), "masked_per_index": [int(x) for x in m.sum((1, 2))],
                "fallback": info.fallback}

@@ -58,7 +58,7 @@ def summarize(clip, info) -> dict:
 def run(args) -> int:
     import tempfile
 
-    from mgm.cli import UserError
+    from mgm.errors import UserError
     from mgm.video import VideoError, probe_video, read_clip
 
     if args.frames < 1 or args.stride < 1 or args.grid < 1:

@@ -47,7 +47,7 @@ _VALUE_OPTS = {"--config": "config", "-c": "config", "--resume": "resume", "--ou
 
 def _split_remainder(args) -> None:
     """Move options found among the overrides to ``args``; the rest must be key=value."""
-    from mgm.cli import UserError
+    from mgm.errors import UserError
 
     rest, items, i = [], list(args.overrides), 0
     while i < len(items):
@@ -75,7 +75,7 @@ def _split_remainder(args) -> None:
 
 
 def _load(args, task: str):
-    from mgm.cli import UserError
+    from mgm.errors import UserError
     from mgm.config import ConfigError, load_config, validate_config
 
     _split_remainder(args)
@@ -95,7 +95,7 @@ def _load(args, task: str):
 
 def _runner(task: str):
     def run(args) -> int:
-        from mgm.cli import UserError
+        from mgm.errors import UserError
 
         cfg = _load(args, task)
         if args.print_config:
@@ -108,24 +108,22 @@ def _runner(task: str):
         if task in ("pretrain", "finetune") and not cfg.data.train:
             raise UserError("no training data: set data.train=LIST_OR_DIR (and data.root=DIR for "
                             "relative paths); `mgm data synth DIR` makes a small demo set")
-        from mgm.engine.trainer import RunError, TrainingStopped
+        from mgm.engine.trainer import TrainingStopped
 
-        user_errors = (RunError, FileNotFoundError) + _optional_errors()
+        if task == "pretrain":
+            from mgm.engine.pretrain import run_pretrain as fn
+        elif task == "finetune":
+            from mgm.engine.finetune import run_finetune as fn
+        elif task == "linprobe":
+            from mgm.engine.linprobe import run_linprobe as fn
+        else:
+            from mgm.engine.finetune import run_eval as fn
         try:
-            if task == "pretrain":
-                from mgm.engine.pretrain import run_pretrain as fn
-            elif task == "finetune":
-                from mgm.engine.finetune import run_finetune as fn
-            elif task == "linprobe":
-                from mgm.engine.linprobe import run_linprobe as fn
-            else:
-                from mgm.engine.finetune import run_eval as fn
-            result = fn(cfg)
+            result = fn(cfg)      # errors of the user's input (mgm.errors.UserError) reach main()
         except TrainingStopped as e:
             print(f"mgm {task}: stopped: {e}", file=sys.stderr)
             return 3
-        except user_errors as e:
-            # configuration / data / checkpoint problems: a message, not a traceback
+        except FileNotFoundError as e:
             raise UserError(str(e)) from None
         if isinstance(result, dict) and "step" in result:
             t = result.get("timing", {})
@@ -145,28 +143,8 @@ def _runner(task: str):
     return run
 
 
-def _optional_errors() -> tuple:
-    """The data and model packages' user-facing error types."""
-    from mgm.config import ConfigError
-
-    out = [ConfigError]
-    try:
-        from mgm.data.annotations import AnnotationError
-
-        out.append(AnnotationError)
-    except ImportError:
-        pass
-    try:
-        from mgm.models.checkpoint import CheckpointError
-
-        out.append(CheckpointError)
-    except ImportError:
-        pass
-    return tuple(out)
-
-
 def _configs(args) -> int:
-    from mgm.cli import UserError
+    from mgm.errors import UserError
     from mgm.config import ConfigError, config_to_dict, list_presets, load_config, preset_description
 
     if args.name:

@@ -1,4 +1,4 @@
-"""Datasets: annotation formats, clip sampling, motion-consistent transforms, masks.
+"""Datasets: annotation formats, clip sampling, motion-consistent transforms, motion guidance.
 
     from mgm.data import build_dataset, collate, BadVideoLog
     ds = build_dataset(cfg, split="train", task="pretrain")

@@ -37,6 +37,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mgm.errors import UserError
+
 VIDEO_EXTENSIONS = (
     ".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
     ".3gp", ".ts", ".ogv", ".h264", ".264",
@@ -44,7 +46,7 @@ VIDEO_EXTENSIONS = (
 FORMATS = ("auto", "list", "ssv2", "folders", "unlabeled")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """The annotation file / folder cannot be read; the message says why."""
 
 

@@ -1,9 +1,12 @@
-"""The video dataset: annotations -> (clip, motion-guided mask, label) items.
+"""The video dataset: annotations -> (clip, motion guidance, label) items.
 
-    ds = build_dataset(cfg, split="train", task="pretrain")
+    ds = build_dataset(cfg, split="train", task="pretrain", guidance=True)
     ds.set_epoch(epoch)
-    item = ds[i]   # video (3,T,H,W) float32, mask (N,) bool | magnitude + magnitude_valid,
-                   # label, index, view, bad
+    item = ds[i]   # video (3,T,H,W) float32, label, index, view, bad; with guidance=True also
+                   # magnitude + magnitude_valid (T', Hp, Wp): the patch-grid motion the masks follow
+
+The dataset never builds masks: the training step does, for the whole batch at once
+(``mgm.engine.pretrain``), from the magnitude grids returned here.
 
 Randomness of item i in epoch e is drawn from ``default_rng([run.seed, e, i, attempt])``:
 the same seed gives the same items whatever the number of workers or their order.
@@ -16,7 +19,6 @@ they are not decoded again, and still reported every time they are skipped.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -28,13 +30,14 @@ import torch
 
 from mgm.data import sampling, transforms
 from mgm.data.annotations import AnnotationError, Annotations, load_annotations
+from mgm.masking.guidance import motion_to_patch_magnitude
+from mgm.video import probe_video, read_clip
 
 log = logging.getLogger("mgm.data")
 
 SPLITS = ("train", "val", "test")
 TASKS = ("pretrain", "finetune", "linprobe", "eval")
 MAX_REPLACEMENTS = 64
-MOTION_STRATEGIES = ("mgm", "mgm-sparse")          # strategies that read the motion grid
 
 
 def annotation_source(cfg, split: str) -> str:
@@ -45,8 +48,9 @@ def annotation_source(cfg, split: str) -> str:
     return src
 
 
-def build_dataset(cfg, split: str = "train", task: str | None = None) -> "VideoDataset":
-    """The dataset of one split for one task (default: ``cfg.task``)."""
+def build_dataset(cfg, split: str = "train", task: str | None = None, guidance: bool = False) -> "VideoDataset":
+    """The dataset of one split for one task (default: ``cfg.task``); ``guidance``: decode the
+    motion (``data.motion``) and return its patch-grid magnitude with every item."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     task = task or cfg.task
@@ -58,11 +62,12 @@ def build_dataset(cfg, split: str = "train", task: str | None = None) -> "VideoD
         splits=getattr(d, "splits", ""), split_id=getattr(d, "split_id", 1),
         num_classes=d.num_classes,
     )
-    return VideoDataset(ann, cfg, split=split, task=task)
+    return VideoDataset(ann, cfg, split=split, task=task, guidance=guidance)
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    def __init__(self, annotations: Annotations, cfg, split: str = "train", task: str = "pretrain"):
+    def __init__(self, annotations: Annotations, cfg, split: str = "train", task: str = "pretrain",
+                 guidance: bool = False):
         self.ann = annotations
         self.samples = annotations.samples
         self.cfg = cfg
@@ -74,7 +79,7 @@ class VideoDataset(torch.utils.data.Dataset):
         self.num_frames = d.num_frames
         self.stride = d.stride
         self.size = d.size
-        self.grid = d.motion_grid
+        self.cell = d.motion_cell
         self.tubelet = cfg.model.tubelet
         self.patch = cfg.model.patch
         self.seed = cfg.run.seed
@@ -85,10 +90,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 self.mode = "val"       # frozen features extracted once: no augmentation
         else:
             self.mode = "test" if split == "test" else "val"
-        self.with_mask = task == "pretrain"
-        strategy = cfg.mask.strategy
-        self.needs_motion = self.with_mask and (strategy in MOTION_STRATEGIES or cfg.mask.on_device)
-        self.motion_mode = d.motion if self.needs_motion else "none"
+        self.guidance = guidance
+        self.motion_mode = d.motion if guidance else "none"
         self.patch_grid = (self.num_frames // self.tubelet, self.size // self.patch, self.size // self.patch)
         # shared so that persistent workers see set_epoch too
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -138,15 +141,11 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def num_raw_frames(self, vid: int) -> int:
         if vid not in self._nframes:
-            from mgm.video import probe_video
-
             self._nframes[vid] = int(probe_video(self.samples[vid].path).num_frames or 0)
         return self._nframes[vid]
 
     def load(self, vid: int, view: int, rng: np.random.Generator) -> dict:
-        """Decode, sample, transform and mask one view of video ``vid``. Raises on a bad video."""
-        from mgm.video import read_clip
-
+        """Decode, sample and transform one view of video ``vid``. Raises on a bad video."""
         sample = self.samples[vid]
         T = self.num_frames
         clip_k, crop_k = divmod(view, self.cfg.data.test_crops) if self.mode == "test" else (0, 0)
@@ -163,7 +162,7 @@ class VideoDataset(torch.utils.data.Dataset):
             clip = self._last_clip[1]             # the next spatial crop of the same clip
         else:
             clip = read_clip(sample.path, num_frames=T, stride=self.stride, motion=self.motion_mode,
-                             grid=self.grid, seed=seed, indices=idx)
+                             grid=self.cell, seed=seed, indices=idx)
             if self.mode == "test":
                 self._last_clip = (key, clip)
         frames = clip.frames
@@ -180,64 +179,20 @@ class VideoDataset(torch.utils.data.Dataset):
             g = transforms.center_crop(H, W, self.size)
         else:
             g = transforms.test_crops(H, W, self.size, self.cfg.data.test_crops)[crop_k]
-        out = self.transform(frames, clip, g, rng)
+        motion, valid = (clip.motion, clip.motion_valid) if clip.motion_source != "none" else (None, None)
+        if motion is not None and motion.shape[0] != T:    # truncated: repeat the last frame's
+            keep = np.minimum(np.arange(T), motion.shape[0] - 1)
+            motion, valid = motion[keep], valid[keep]
+        frames, motion, valid = transforms.apply_clip(frames, motion, valid, g, self.cell)
+        out = {"video": transforms.to_tensor(frames)}
+        if self.guidance:
+            mag, mag_valid = motion_to_patch_magnitude(motion, valid, self.patch_grid, self.tubelet)
+            out["magnitude"] = torch.from_numpy(mag)
+            out["magnitude_valid"] = torch.from_numpy(mag_valid)
         out["label"] = int(sample.label)
         out["index"] = int(vid)
         out["view"] = int(view)
         return out
-
-    def transform(self, frames: np.ndarray, clip, g: transforms.Geometry, rng: np.random.Generator) -> dict:
-        """Frames, motion grid and mask through one geometry. The mask is built on the
-        grid before the flip and mirrored with the frames (flip is the last transform, so
-        the mask of a flipped clip is exactly the mirror of the unflipped clip's mask for
-        the same draws); the returned magnitude grid is the flipped one (dx negated)."""
-        T = frames.shape[0]
-        out = {"video": transforms.to_tensor(transforms.apply_frames(frames, g))}
-        if not self.with_mask:
-            return out
-        if self.cfg.mask.on_device:
-            motion, valid = self._motion(clip, g, T)
-            out.update(self._mask(motion, valid, rng))
-            return out
-        unflipped = dataclasses.replace(g, flip=False)
-        motion, valid = self._motion(clip, unflipped, T)
-        mask = self._mask(motion, valid, rng)["mask"]
-        if g.flip:
-            mask = mask.view(self.patch_grid).flip(-1).reshape(-1)
-        out["mask"] = mask
-        return out
-
-    def _motion(self, clip, g, T):
-        oh, ow = max(self.size // self.grid, 1), max(self.size // self.grid, 1)
-        motion = getattr(clip, "motion", None)
-        if (not self.needs_motion or motion is None or getattr(clip, "motion_source", "none") == "none"
-                or motion.ndim != 4 or motion.shape[1] == 0 or motion.shape[2] == 0):
-            return np.zeros((T, oh, ow, 2), np.float32), np.zeros((T, oh, ow), bool)
-        valid = clip.motion_valid
-        if motion.shape[0] != T:
-            keep = np.minimum(np.arange(T), motion.shape[0] - 1)
-            motion, valid = motion[keep], valid[keep]
-        return transforms.apply_motion(motion, valid, g, self.grid, self.grid)
-
-    def _mask(self, motion, valid, rng) -> dict:
-        m = self.cfg.mask
-        if m.on_device:
-            from mgm.masking import motion_to_patch_magnitude
-
-            mag, mag_valid = motion_to_patch_magnitude(motion, valid, self.patch_grid, self.tubelet)
-            return {"magnitude": torch.from_numpy(np.ascontiguousarray(mag, dtype=np.float32)),
-                    "magnitude_valid": torch.from_numpy(np.ascontiguousarray(mag_valid, dtype=bool))}
-        return {"mask": torch.from_numpy(np.ascontiguousarray(make_mask_for(m, self.patch_grid, motion, valid, self.tubelet, rng)).reshape(-1))}
-
-
-def make_mask_for(mcfg, patch_grid, motion, valid, tubelet, rng) -> np.ndarray:
-    """The configured mask for one transformed clip; bool (T', Hp, Wp)."""
-    from mgm.masking import make_mask
-
-    options = {"topk": mcfg.topk, "jitter": mcfg.jitter, "init": mcfg.init}
-    mask = make_mask(mcfg.strategy, grid=patch_grid, ratio=mcfg.ratio, motion=motion,
-                     motion_valid=valid, tubelet=tubelet, rng=rng, **options)
-    return np.asarray(mask, dtype=bool)
 
 
 def _reason(e: BaseException, path: str) -> str:

@@ -128,6 +128,18 @@ def apply_motion(
     return m, v
 
 
+def apply_clip(frames: np.ndarray, motion: np.ndarray | None, valid: np.ndarray | None, g: Geometry,
+               cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames and their motion grid (on ``cell``-px cells before and after) through one geometry.
+    Without a motion grid (None, or no cells: a clip decoded without motion) the motion is zero
+    and invalid everywhere."""
+    out = apply_frames(frames, g)
+    if motion is None or motion.ndim != 4 or motion.shape[1] == 0 or motion.shape[2] == 0:
+        shape = (frames.shape[0], max(g.out_h // cell, 1), max(g.out_w // cell, 1))
+        return out, np.zeros(shape + (2,), np.float32), np.zeros(shape, bool)
+    return (out, *apply_motion(motion, valid, g, cell, cell))
+
+
 def apply_boxes(boxes, g: Geometry) -> np.ndarray:
     """(..., 4) xyxy in source pixels -> output pixels (clipped to the output)."""
     b = np.asarray(boxes, dtype=np.float64).copy()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mgm.engine import distributed as du
+from mgm.engine.run_context import make_loader
 from mgm.engine.samplers import ResumableDistributedSampler
 
 
@@ -105,8 +106,6 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
 
     Items must carry ``video``, ``label``, ``index`` (the video) and ``view``.
     """
-    from mgm.engine.trainer import make_loader
-
     d = ctx.dist
     sampler = ResumableDistributedSampler(len(dataset), d.world_size, d.rank, shuffle=False)
     loader = make_loader(ctx, dataset, sampler, batch_size, False, collate_fn)

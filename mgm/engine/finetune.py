@@ -10,39 +10,22 @@ single-view validation on ``data.val``; at the end a multi-view test (``data.tes
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import torch.nn.functional as F
 
 from mgm.config import Config, config_to_dict
+from mgm.data.dataset import build_dataset, collate
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
 from mgm.engine.mixup import VideoMixup, soft_cross_entropy
-from mgm.engine.run_context import labelled_datasets
-from mgm.engine.trainer import RunError, StepOutput, Trainer, setup_run, wrap_model
-
-
-def build_classifier_from_config(cfg: Config, num_classes: int):
-    """A classifier for ``cfg.model``; encoder weights from ``model.init`` when set."""
-    m = cfg.model
-    if m.init:
-        from mgm.models import load_checkpoint
-
-        model = load_checkpoint(m.init, num_frames=m.num_frames, img_size=m.img_size,
-                                num_classes=num_classes, kind="classifier", drop_path=m.drop_path,
-                                grad_checkpointing=m.grad_checkpointing)
-        return model.train()
-    from mgm.models import build_classifier
-
-    return build_classifier(m.arch, num_classes=num_classes, num_frames=m.num_frames,
-                            img_size=m.img_size, tubelet=m.tubelet, patch=m.patch,
-                            attention=m.attention, drop_path=m.drop_path,
-                            grad_checkpointing=m.grad_checkpointing)
+from mgm.engine.run_context import RunError, labelled_datasets, model_from_config, setup_run, wrap_model
+from mgm.engine.trainer import StepOutput, Trainer
+from mgm.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def run_test(ctx, forward, cfg: Config, csv_name: str = "predictions.csv", task: str = "eval") -> dict:
     """Multi-view test on data.test (else data.val); metrics also to OUT_DIR/test_metrics.json."""
-    from mgm.data import build_dataset, collate
-
     ds = build_dataset(cfg, "test", task=task)
     metrics = evaluate(ctx, forward, ds, cfg.optim.batch_size, ctx.out_dir / csv_name,
                        collate_fn=collate, desc="test")
@@ -52,15 +35,14 @@ def run_test(ctx, forward, cfg: Config, csv_name: str = "predictions.csv", task:
     return metrics
 
 
-def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: bool = True) -> dict:
+def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: bool = True,
+                 on_step: Callable[[int], None] | None = None) -> dict:
     ctx = setup_run(cfg)
     try:
-        from mgm.data import collate
-
         dataset, val_dataset = labelled_datasets(cfg, "finetune", dataset, val_dataset)
         num_classes = dataset.num_classes
         if model is None:
-            model = build_classifier_from_config(cfg, num_classes)
+            model = model_from_config(cfg, "classifier", num_classes)
         train_model = wrap_model(ctx, model)
         device = ctx.device
         f = cfg.finetune
@@ -68,7 +50,7 @@ def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: 
                            f.label_smoothing, seed=cfg.run.seed * 1000 + ctx.dist.rank)
         use_mixup = mixup.active
 
-        def step_fn(batch: dict) -> StepOutput:
+        def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
             video = batch["video"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
             if use_mixup:
@@ -78,10 +60,7 @@ def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: 
                 loss = F.cross_entropy(train_model(video).float(), label, label_smoothing=f.label_smoothing)
             return StepOutput(loss, int(video.shape[0]))
 
-        def on_epoch_end(epoch: int) -> dict:
-            every = cfg.run.eval_every
-            if val_dataset is None or every <= 0 or (epoch + 1) % every:
-                return {}
+        def validate() -> dict:
             model.eval()
             try:
                 m = evaluate(ctx, model, val_dataset, cfg.optim.batch_size, collate_fn=collate, desc="val")
@@ -90,12 +69,10 @@ def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: 
             return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
 
         trainer = Trainer(ctx, model, train_model, dataset, step_fn, collate_fn=collate,
-                          stateful={"mixup": mixup}, on_epoch_end=on_epoch_end, desc="finetune",
-                          repeats=f.repeated_aug)
+                          stateful={"mixup": mixup}, evaluate=validate if val_dataset is not None else None,
+                          on_step=on_step, desc="finetune", repeats=f.repeated_aug)
         result = trainer.fit()
         if ctx.dist.is_main:
-            from mgm.models import save_checkpoint
-
             result["weights"] = str(save_checkpoint(
                 model, ctx.out_dir / "finetuned.safetensors", config=config_to_dict(cfg),
                 extra={"step": trainer.step, "epoch": trainer.epoch, "classes": getattr(dataset, "classes", None)}))
@@ -123,8 +100,6 @@ def run_eval(cfg: Config, model=None) -> dict:
         if model is None:
             if not cfg.model.init:
                 raise RunError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")
-            from mgm.models import load_checkpoint
-
             model = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,
                                     img_size=cfg.model.img_size, kind="classifier")
         model.to(ctx.device).eval()

@@ -12,18 +12,24 @@ returns a plain classifier whose logits equal the probe's.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgm.config import Config, config_to_dict
+from mgm.data.dataset import collate
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
-from mgm.engine.run_context import labelled_datasets
-from mgm.engine.trainer import RunError, StepOutput, Trainer, setup_run, wrap_model
+from mgm.engine.run_context import RunError, labelled_datasets, make_loader, model_from_config, setup_run, wrap_model
+from mgm.engine.samplers import ResumableDistributedSampler
+from mgm.engine.trainer import StepOutput, Trainer
+from mgm.models.checkpoint import save_checkpoint, unwrap
 
 
 class LinearProbe(nn.Module):
@@ -73,10 +79,6 @@ class FeatureSet(torch.utils.data.Dataset):
 @torch.no_grad()
 def extract_features(ctx, backbone, dataset, batch_size: int, path: Path, desc: str) -> FeatureSet:
     """Features of every item (all ranks share the work, every rank gets the whole set)."""
-    from mgm.data import collate
-    from mgm.engine.samplers import ResumableDistributedSampler
-    from mgm.engine.trainer import make_loader
-
     n = len(dataset)
     if path.exists():
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -112,25 +114,20 @@ def extract_features(ctx, backbone, dataset, batch_size: int, path: Path, desc: 
     return FeatureSet(fs, ys, getattr(dataset, "samples", None), getattr(dataset, "classes", None))
 
 
-def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> dict:
+def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
+                 on_step: Callable[[int], None] | None = None) -> dict:
     ctx = setup_run(cfg)
     try:
-        from mgm.data import collate
-
         dataset, val_dataset = labelled_datasets(cfg, "linprobe", dataset, val_dataset)
         num_classes = dataset.num_classes
         if backbone is None:
             if not cfg.model.init:
                 raise RunError("mgm linprobe needs model.init=CHECKPOINT (the pretrained encoder)")
-            from mgm.models import load_checkpoint
-
-            backbone = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,
-                                       img_size=cfg.model.img_size, num_classes=0, kind="classifier")
+            backbone = model_from_config(cfg, "classifier", 0)
         backbone.to(ctx.device).eval()
         for p in backbone.parameters():
             p.requires_grad_(False)
-        dim = getattr(backbone, "num_features", None) or backbone.fc_norm.normalized_shape[0]
-        probe = LinearProbe(dim, num_classes).to(ctx.device)
+        probe = LinearProbe(backbone.num_features, num_classes).to(ctx.device)
         train_probe = wrap_model(ctx, probe)
         device = ctx.device
         cached = cfg.finetune.cache_features
@@ -142,7 +139,7 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> 
                                                ctx.out_dir / "features_val.pt", "val")
         smoothing = cfg.finetune.label_smoothing
 
-        def step_fn(batch: dict) -> StepOutput:
+        def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
             x = batch["video"].to(device, non_blocking=True)
             if not cached:
                 with torch.no_grad():
@@ -153,10 +150,7 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> 
 
         last_val: dict = {}
 
-        def on_epoch_end(epoch: int) -> dict:
-            every = cfg.run.eval_every
-            if val_dataset is None or every <= 0 or (epoch + 1) % every:
-                return {}
+        def validate() -> dict:
             probe.eval()
             try:
                 fwd = probe if cached else ProbedClassifier(backbone, probe)
@@ -164,25 +158,22 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> 
                              desc="val")
             finally:
                 probe.train()
-            last_val.update(epoch=epoch + 1, top1=m["top1"], top5=m["top5"], loss=m["loss"])
+            last_val.update(epoch=trainer.epoch + 1, top1=m["top1"], top5=m["top5"], loss=m["loss"])
             return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
 
         def save_weights(_model, d: Path) -> None:
-            from safetensors.torch import save_file
-
             save_file({k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()},
                       str(d / "probe.safetensors"))
             save_folded(backbone, probe, d / "model.safetensors", config_to_dict(cfg), {"linprobe": True})
 
         def load_weights(_model, d: Path) -> None:
-            from safetensors.torch import load_file
-
             probe.load_state_dict(load_file(str(d / "probe.safetensors")))
 
         trainer = Trainer(ctx, probe, train_probe, dataset, step_fn,
                           params=list(probe.parameters()), collate_fn=None if cached else collate,
                           save_weights=save_weights, load_weights=load_weights,
-                          on_epoch_end=on_epoch_end, desc="linprobe")
+                          evaluate=validate if val_dataset is not None else None, on_step=on_step,
+                          desc="linprobe")
         result = trainer.fit()
         if ctx.dist.is_main:
             result["weights"] = str(save_folded(backbone, probe, ctx.out_dir / "linprobe.safetensors",
@@ -200,11 +191,6 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None) -> 
 def save_folded(backbone: nn.Module, probe: LinearProbe, path, config: dict, extra: dict | None = None):
     """Save the frozen classifier with the probe (BatchNorm folded in) as its head, so that
     ``load_checkpoint(path)`` gives a plain classifier (the backbone is restored afterwards)."""
-    import copy
-
-    from mgm.models import save_checkpoint
-    from mgm.models.checkpoint import unwrap
-
     lin = copy.deepcopy(unwrap(probe)).float().cpu().eval().folded().to(next(backbone.parameters()).device)
     old_head, old_n = backbone.head, backbone.spec.num_classes
     backbone.head, backbone.spec.num_classes = lin, lin.out_features

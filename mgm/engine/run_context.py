@@ -1,6 +1,7 @@
 """What a run sets up before its loop: shared by pretraining, fine-tuning and linear probing.
 
     ctx = setup_run(cfg)                  # validate, process group, seed, precision, out_dir
+    model = model_from_config(cfg, "classifier", num_classes)   # fresh, or from model.init
     train_model = wrap_model(ctx, model)  # DDP / torch.compile
     loader = make_loader(ctx, dataset, sampler, batch_size, drop_last)
 
@@ -20,11 +21,15 @@ import numpy as np
 import torch
 
 from mgm.config import Config, accum_steps_for, save_config, validate_config
+from mgm.data.dataset import build_dataset
 from mgm.engine import distributed as du
 from mgm.engine.logging import RunLogger
+from mgm.errors import UserError
+from mgm.models.checkpoint import init_from, load_checkpoint
+from mgm.models.vit import build_model
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A run that cannot start as configured (missing checkpoint, no GPU, ...): a message for
     the user, not a traceback."""
 
@@ -167,11 +172,25 @@ def wrap_model(ctx: RunContext, model: torch.nn.Module, trainable: bool = True):
     return train_model
 
 
+def model_from_config(cfg: Config, kind: str, num_classes: int = 0) -> torch.nn.Module:
+    """The model a run starts from: built from ``cfg.model``, with weights from ``model.init``
+    when set. A classifier from a checkpoint takes its architecture from the file (any format
+    ``load_checkpoint`` reads) and the run's frames, size, pooling, drop path and gradient
+    checkpointing; a pretrainer is built from the config and initialised from the file."""
+    m = cfg.model
+    if kind == "classifier" and m.init:
+        return load_checkpoint(m.init, num_frames=m.num_frames, img_size=m.img_size, num_classes=num_classes,
+                               kind="classifier", drop_path=m.drop_path, pool=m.pool,
+                               grad_checkpointing=m.grad_checkpointing).train()
+    model = build_model(m, kind, num_classes)
+    if m.init:
+        init_from(model, m.init)
+    return model
+
+
 def labelled_datasets(cfg, task: str, dataset=None, val_dataset=None):
     """The train dataset and, when ``data.val`` is set and evaluation is on, the val dataset
     of a labelled task (finetune / linprobe); given ones are used as they are."""
-    from mgm.data import build_dataset
-
     if dataset is None:
         dataset = build_dataset(cfg, "train", task=task)
     if val_dataset is None and cfg.data.val and cfg.run.eval_every > 0:

@@ -11,20 +11,24 @@ One optimiser step = ``accum_steps`` micro-batches of ``optim.batch_size`` clips
    ``run.max_bad_steps`` in a row stops the run with :class:`TrainingStopped`, leaving the last
    checkpoint as it was;
 4. gradient clipping (``optim.clip_grad``), optimiser step (through GradScaler for fp16);
-5. checkpoint every ``run.ckpt_every_steps`` steps and at each epoch end (rank 0, atomic).
+5. checkpoint every ``run.ckpt_every_steps`` steps and at each epoch end (rank 0, atomic);
+6. every ``run.eval_every`` epochs, ``evaluate()`` (validation) and its metrics logged.
+
+``step_fn(batch, step, micro)`` gets the optimiser step it contributes to and the index of the
+micro-batch within it, so that randomness drawn in the step (pretraining masks) is a function of
+the position in the run and a resumed run draws the same. ``on_step(step)`` is called after every
+optimiser step (and its checkpoint): progress displays, or a test stopping the process.
 
 Resume (``run.resume=auto|PATH``) restores weights, optimiser, scaler, schedule, the epoch and
 position inside it (the sampler skips what was consumed) and every rank's RNG states, so the
 loss curve continues exactly as if the run had not stopped (CPU, same seed, same world size).
 
-Run setup (``setup_run``, ``RunContext``, ``make_loader``, ``RepeatedAugDataset``,
-``wrap_model``, RNG state) is ``mgm.engine.run_context``, re-exported here.
+Run setup (``setup_run``, ``RunContext``, ``make_loader``, ``wrap_model``, RNG state) is
+``mgm.engine.run_context``.
 """
 from __future__ import annotations
 
 import math
-import os
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -33,32 +37,18 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import load_file
 
 from mgm.config import config_to_dict
+from mgm.data.dataset import BadVideoLog
 from mgm.engine import distributed as du
 from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.logging import RunLogger
 from mgm.engine.optim import CosineSchedule, build_optimizer, scaled_lr
-from mgm.engine.run_context import (
-    RepeatedAugDataset,
-    RunContext,
-    RunError,
-    make_loader,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-    setup_run,
-    wrap_model,
-)
+from mgm.engine.run_context import (RepeatedAugDataset, RunContext, RunError, make_loader, rng_state,
+                                    set_rng_state)
 from mgm.engine.samplers import ResumableDistributedSampler
-
-# test hook: SIGKILL this process right after optimiser step N (and its checkpoint, if any)
-KILL_ENV = "MGM_TEST_KILL_AFTER_STEP"
-
-# the run-setup names stay importable from here, where they were first defined
-__all__ = ["KILL_ENV", "RepeatedAugDataset", "RunContext", "RunError", "StepOutput", "Trainer",
-           "TrainingStopped", "make_loader", "rng_state", "seed_everything", "set_rng_state",
-           "setup_run", "wrap_model"]
+from mgm.models.checkpoint import save_checkpoint, unwrap
 
 
 class TrainingStopped(RuntimeError):
@@ -90,21 +80,24 @@ def _grad_norm(params: list[torch.Tensor], max_norm: float | None) -> torch.Tens
 
 
 class Trainer:
-    """Runs ``epochs`` of ``step_fn(batch) -> StepOutput`` with everything in the module doc.
+    """Runs ``epochs`` of ``step_fn(batch, step, micro) -> StepOutput`` with everything in the
+    module doc.
 
     ``model``: the raw module (checkpointed); ``train_model``: what ``step_fn`` calls (DDP /
     compiled wrapper); ``stateful``: extra objects with state_dict/load_state_dict to checkpoint
     (mixup, probe head...); ``save_weights(model, dir)`` writes the weights of a checkpoint;
-    ``load_weights(model, dir)`` reads them back; ``on_epoch_end(epoch) -> dict`` (e.g. validate).
+    ``load_weights(model, dir)`` reads them back; ``evaluate() -> dict`` validates (every
+    ``run.eval_every`` epochs); ``on_step(step)`` runs after every optimiser step.
     """
 
     def __init__(self, ctx: RunContext, model: torch.nn.Module, train_model, dataset,
-                 step_fn: Callable[[dict], StepOutput], params: list[torch.Tensor] | None = None,
+                 step_fn: Callable[[dict, int, int], StepOutput], params: list[torch.Tensor] | None = None,
                  optimizer: torch.optim.Optimizer | None = None, collate_fn=None,
                  stateful: dict | None = None,
                  save_weights: Callable[[torch.nn.Module, Path], None] | None = None,
                  load_weights: Callable[[torch.nn.Module, Path], None] | None = None,
-                 on_epoch_end: Callable[[int], dict] | None = None, desc: str = "train",
+                 evaluate: Callable[[], dict] | None = None,
+                 on_step: Callable[[int], None] | None = None, desc: str = "train",
                  shuffle: bool = True, repeats: int = 1):
         cfg = ctx.cfg
         self.ctx, self.cfg = ctx, cfg
@@ -136,7 +129,8 @@ class Trainer:
         self.stateful = stateful or {}
         self.save_weights = save_weights or self._save_weights
         self.load_weights = load_weights or _load_weights
-        self.on_epoch_end = on_epoch_end
+        self.evaluate = evaluate
+        self.on_step = on_step
         self.desc = desc
         self.ckpt = CheckpointManager(ctx.out_dir, cfg.run.keep_last)
         self.step = 0
@@ -226,21 +220,18 @@ class Trainer:
             f"lr {self.lr:.3g}, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps")
         bad_log = None
         if ctx.dist.is_main:
-            from mgm.data import BadVideoLog
-
             bad_log = BadVideoLog(ctx.out_dir / "bad_videos.jsonl")
-        kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
         done = self.step >= max_steps
         try:
             while not done and self.epoch < cfg.optim.epochs:
-                done = self._epoch(max_steps, bad_log, kill_at)
+                done = self._epoch(max_steps, bad_log)
         finally:
             logger.close()
         return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
                 "history": self.history, "timing": dict(self.timing),
                 "checkpoint": str(self.last_ckpt) if self.last_ckpt else None}
 
-    def _epoch(self, max_steps: int, bad_log, kill_at: int) -> bool:
+    def _epoch(self, max_steps: int, bad_log) -> bool:
         ctx, cfg, logger = self.ctx, self.cfg, self.ctx.logger
         if hasattr(self.base_dataset, "set_epoch"):
             self.base_dataset.set_epoch(self.epoch)
@@ -266,7 +257,7 @@ class Trainer:
                 last = micro == accum - 1
                 with _ddp_no_sync(self.train_model, not last):
                     with ctx.autocast():
-                        out = self.step_fn(batch)
+                        out = self.step_fn(batch, self.step, micro)
                     loss = out.loss
                     scaled = loss / accum
                     if ctx.scaler is not None:
@@ -333,8 +324,8 @@ class Trainer:
             if (cfg.run.ckpt_every_steps and self.step % cfg.run.ckpt_every_steps == 0
                     and not end_of_epoch and self.bad_in_a_row == 0):
                 self.save()
-            if kill_at and self.step == kill_at and not end_of_epoch:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.on_step is not None and not end_of_epoch:
+                self.on_step(self.step)
         finished = self.step_in_epoch >= self.steps_per_epoch
         del it
         if finished:
@@ -348,7 +339,10 @@ class Trainer:
                 logger.log("data", self.step, epoch=self.epoch + 1, bad_videos=rep["count"],
                            replacements=rep["replacements"],
                            videos=[f"{v['path']}: {v['reason']}" for v in rep["videos"]])
-            metrics = self.on_epoch_end(self.epoch) if self.on_epoch_end else {}
+            every = cfg.run.eval_every
+            metrics = {}
+            if self.evaluate is not None and every > 0 and (self.epoch + 1) % every == 0:
+                metrics = self.evaluate()
             if metrics:
                 logger.log("val", self.step, epoch=self.epoch + 1, **metrics)
                 logger.message(f"epoch {self.epoch + 1}: " + ", ".join(
@@ -360,26 +354,15 @@ class Trainer:
         elif (self.step >= max_steps and self.bad_in_a_row == 0
               and (cfg.run.ckpt_every_steps == 0 or self.step % cfg.run.ckpt_every_steps)):
             self.save()   # stopped by run.max_steps mid-epoch: keep the position
-        if kill_at and self.step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.on_step is not None and finished:
+            self.on_step(self.step)      # after the end-of-epoch checkpoint
         return self.step >= max_steps
 
-
     def _save_weights(self, model: torch.nn.Module, d: Path) -> None:
-        from mgm.models import save_checkpoint
-
         save_checkpoint(model, d / "model.safetensors", config=config_to_dict(self.cfg),
                         extra={"step": self.step, "epoch": self.epoch})
 
 
-# ---------------------------------------------------------------- weights
-
-
-
 def _load_weights(model: torch.nn.Module, d: Path) -> None:
-    from safetensors.torch import load_file
-
-    from mgm.models.checkpoint import unwrap
-
     sd = load_file(str(d / "model.safetensors"))
     unwrap(model).load_state_dict(sd, strict=True)

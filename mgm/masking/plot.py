@@ -22,7 +22,7 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
 
 
-def _upsample(grid2d: np.ndarray, size: int) -> np.ndarray:
+def upsample_nearest(grid2d: np.ndarray, size: int) -> np.ndarray:
     """Nearest upsampling of a (h, w) patch grid to (size, size) pixels."""
     h, w = grid2d.shape
     ys = np.minimum((np.arange(size) * h) // size, h - 1)
@@ -32,7 +32,7 @@ def _upsample(grid2d: np.ndarray, size: int) -> np.ndarray:
 
 def masked_tile(frame: np.ndarray, mask2d: np.ndarray, tile: int) -> np.ndarray:
     img = _resize(frame, tile).astype(np.float32)
-    m = _upsample(mask2d, tile)[..., None]
+    m = upsample_nearest(mask2d, tile)[..., None]
     out = np.where(m, img * 0.35 + MASK_TINT * 0.65, img)
     # faint patch grid on masked patches' edges
     h, w = mask2d.shape
@@ -48,10 +48,10 @@ def guidance_tile(frame: np.ndarray, mag2d: np.ndarray | None, valid2d: np.ndarr
     if mag2d is None:
         return img.astype(np.uint8)
     mx = float(mag2d.max())
-    a = _upsample(mag2d / mx if mx > 0 else mag2d * 0, tile)[..., None] * 0.6
+    a = upsample_nearest(mag2d / mx if mx > 0 else mag2d * 0, tile)[..., None] * 0.6
     img = img * (1 - a) + np.array([255, 30, 30], np.float32) * a
     if valid2d is not None:
-        inv = _upsample(~valid2d, tile)
+        inv = upsample_nearest(~valid2d, tile)
         img[inv] = img[inv] * 0.6 + 128 * 0.4
     if mx > 0:
         h, w = mag2d.shape

@@ -1,377 +1,320 @@
-"""Mask strategies of the paper's Table 4(e), written once for numpy and torch.
+"""The mask strategies of the paper's Table 4(e), batched in torch on any device.
 
-A mask is a bool array (T', Hp, Wp), True = masked (hidden from the encoder). Every mask of
-one (ratio, grid) hides exactly ``T' · n`` tokens with ``n = round(ratio · Hp · Wp)``, and
-every strategy except ``random`` hides exactly ``n`` per temporal index.
+A mask is bool (B, T', Hp, Wp), True = masked (hidden from the encoder). Every mask of one
+(ratio, grid) hides exactly ``T'·n`` tokens with ``n = round(ratio·Hp·Wp)``, and every strategy
+except ``random`` hides exactly ``n`` per temporal index.
 
-Randomness is separated from construction: a mask is a pure function of the guidance and a
-small set of uniform [0, 1) "draws" in float64 (:data:`DRAW_SHAPES`). ``make_mask(rng=...)``
-draws them with numpy, ``make_masks_torch(generator=...)`` with torch; given the *same draws*
-(``draws=``) the two give identical masks.
+A mask is a pure function of its guidance (the patch-grid motion magnitude) and of uniform
+[0, 1) "draws" (:func:`mgm.masking.options.draw_shapes`): ``make_masks(generator=g)`` draws
+them, ``make_masks(draws=d)`` takes them, so a training step can draw the randomness of a
+whole global batch and give every process its rows.
 
-Strategy names, options, draw shapes and argument checks are ``mgm.masking.options``
-(re-exported here).
+    masks = make_masks("mgm", (8, 14, 14), 0.75, magnitude=mag, magnitude_valid=valid, generator=g)
+    mask = make_mask("mgm", (8, 14, 14), 0.75, motion=clip.motion, motion_valid=clip.motion_valid, seed=0)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
-from .options import (
-    DEFAULT_OPTIONS,
-    FALLBACK,
-    GUIDED,
-    STRATEGIES,
-    _draw_shapes,
-    check_args,
-    draw_shapes,
-    mask_options,
-    masked_per_index,
-)
-from .rect import rect_origin, rect_size, rect_table, render_rects, table_bytes
-
-# the option names stay importable from here, where they were first defined
-__all__ = ["STRATEGIES", "GUIDED", "FALLBACK", "DEFAULT_OPTIONS", "MaskInfo", "build_masks",
-           "check_args", "draw_shapes", "make_mask", "mask_options", "masked_per_index",
-           "sample_draws", "TABLE_MAX_BYTES", "Q"]
+from mgm.masking.guidance import motion_to_patch_magnitude
+from mgm.masking.options import FALLBACK, GUIDED, check_options, draw_shapes, masked_per_index
+from mgm.masking.rect import rect_masks
 
 
 @dataclass
 class MaskInfo:
-    """What a mask was made from. Per clip: arrays without the batch axis, ``fallback`` a
-    str or None. Batched (torch): tensors with a leading batch axis, ``fallback`` a bool
-    tensor (B,) and ``fallback_strategy`` the strategy used where it is True."""
+    """What masks were made from; tensors with a leading batch axis (``make_mask``: numpy
+    arrays without it, and ``fallback`` the fallback strategy's name or None)."""
 
     strategy: str
     masked_per_index: int
-    fallback: Any = None                 # "smm"/"smm-sparse" when the clip had no motion at all
-    fallback_strategy: str | None = None
-    centres: Any = None                  # (T', 2) rectangle centres (cx, cy) in patch units
-    sizes: Any = None                    # (T', 2) integer rectangle (w, h) before count fix
-    motion_found: Any = None             # (T',) bool: the guidance had motion at this index
-    steps: Any = None                    # (T'-1, 2) jitter / scale steps actually applied
+    fallback: Any = None          # (B,) bool: the clip had no motion, FALLBACK[strategy] was used
+    centres: Any = None           # (B, T', 2) rectangle centres (cx, cy) in patch units
+    sizes: Any = None             # (B, T', 2) integer rectangle (w, h) before the count fix
+    motion_found: Any = None      # (B, T') bool: the guidance had motion at this index
+    steps: Any = None             # (B, T'-1, 2) jitter / scale steps applied to (w, h)
     draws: dict = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- core (batched)
+# ---------------------------------------------------------------- building blocks
 
 
-Q = 256.0   # random steps are quantised to 1/256 patch: every sum of them is exact in float64
+def _symmetric(u: torch.Tensor, bound: float) -> torch.Tensor:
+    """Uniform [0, 1) → uniform [-bound, bound)."""
+    return (2.0 * u - 1.0) * bound
 
 
-def _sym(xp, u, bound: float):
-    """Uniform draws in [0, 1) → values in [-bound, bound], quantised to 1/Q."""
-    return xp.floor((2.0 * u - 1.0) * (bound * Q) + 0.5) / Q
+def _zero_sum_offsets(u: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps s (B, S, K) uniform in [-bound, bound] with Σ_t s_t = 0 (Eq. 5, 7), and the
+    cumulative offsets O (B, S+1, K) = [0, s_0, s_0 + s_1, ..., 0]. The last offset is exactly 0
+    (the ramp takes off the total exactly), so the shape returns to the first one."""
+    c = torch.cumsum(_symmetric(u, bound), 1)
+    ramp = torch.arange(1, u.shape[1] + 1, device=u.device, dtype=u.dtype)[None, :, None] / u.shape[1]
+    off = torch.cat([torch.zeros_like(c[:, :1]), c - ramp * c[:, -1:]], 1)
+    return torch.diff(off, dim=1), off
 
 
-def _zero_sum_offsets(xp, u, bound: float):
-    """Zero-sum steps s (B, S, K) from draws u (B, S, K) (uniform in [-bound, bound] minus
-    their mean over S) and the offsets O (B, S+1, K) = [0, s0, s0+s1, ..., Σs]. Exact: the
-    last offset is 0 (all sums are of 1/Q-quantised values, exact in float64)."""
-    q = _sym(xp, u, bound)
-    n = q.shape[1]
-    total = xp.sum(q, 1)[:, None]                      # (B, 1, K), exact
-    c = xp.cumsum(q, 1)                                # exact
-    t = (xp.arange(n) + 1.0)[:, None]
-    offsets = (float(n) * c - t * total) / float(n)    # (n·C_t − t·Σq)/n: one rounding
-    s = q - total / float(n)                           # the steps, for reporting
-    return s, xp.concat([0.0 * total, offsets], 1)
-
-
-def _start(xp, grid, n, draws):
-    """Random start (paper: x0, y0 ~ rand(0, W' − w0)) as a centre, with w0 = h0 = √n."""
+def _start(grid, n: int, pos: torch.Tensor):
+    """Random first centre (paper: x0, y0 ~ rand(0, W' − w0), here as a centre) with
+    w0 = h0 = √n."""
     _, hp, wp = grid
-    w0 = float(np.sqrt(n))
-    pos = draws["pos"]
+    w0 = math.sqrt(n)
     cx = pos[:, 0] * max(wp - w0, 0.0) + min(w0, wp) / 2
     cy = pos[:, 1] * max(hp - w0, 0.0) + min(w0, hp) / 2
     return cx, cy, w0
 
 
-def _smm_track(xp, grid, n, draws, opts):
-    """Centres (B,T) cx, cy and aspects (B,T) of the simulated-motion rectangle (Eq. 5)."""
+def _smallest(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of the k smallest keys along the last axis (exactly k, ties by position)."""
+    idx = keys.argsort(dim=-1, stable=True)[..., :k]
+    return torch.zeros(keys.shape, dtype=torch.bool, device=keys.device).scatter_(-1, idx, True)
+
+
+def _last_with(found: torch.Tensor) -> torch.Tensor:
+    """(B, T) index of the last t' <= t where found, -1 where none yet."""
+    t = torch.arange(found.shape[1], device=found.device)
+    return torch.where(found, t, -1).cummax(1).values
+
+
+# ---------------------------------------------------------------- the strategies
+
+
+def _smm_track(grid, n, d, opts):
+    """Simulated motion (Eq. 5): random start, random velocity per index (the rectangle stays
+    in the frame), zero-sum scale steps. Returns centres (B, T) cx, cy, aspect w/h, steps."""
     t, hp, wp = grid
-    cx, cy, w0 = _start(xp, grid, n, draws)
+    cx, cy, w0 = _start(grid, n, d["pos"])
     ex, ey = min(w0, wp) / 2, min(w0, hp) / 2
-    v = _sym(xp, draws["vel"], opts["velocity"])
+    v = _symmetric(d["vel"], opts["velocity"])
     cxs, cys = [cx], [cy]
-    for i in range(t - 1):   # the state stays where the rectangle fits (no drift off-frame)
-        cx = xp.clip(cx + v[:, i, 0], ex, wp - ex)
-        cy = xp.clip(cy + v[:, i, 1], ey, hp - ey)
-        cxs.append(cx)
-        cys.append(cy)
-    cx, cy = xp.stack(cxs, 1), xp.stack(cys, 1)
+    for i in range(t - 1):
+        cxs.append((cxs[-1] + v[:, i, 0]).clamp(ex, wp - ex))
+        cys.append((cys[-1] + v[:, i, 1]).clamp(ey, hp - ey))
+    cx, cy = torch.stack(cxs, 1), torch.stack(cys, 1)
     if opts["jitter"] and t > 1:
-        # Eq. 5 scales w and h together; at a fixed count per index a uniform scale cannot
-        # change the rectangle, so the zero-sum scale step s_t is applied as w+S, h−S.
-        s, off = _zero_sum_offsets(xp, draws["scale"][..., None], opts["scale_step"])
-        steps = xp.concat([s, -s], -1)
-        off = off[..., 0]
-        aspect = xp.maximum(w0 + off, 0.5) / xp.maximum(w0 - off, 0.5)
+        # Eq. 5 grows w and h together, but at a fixed count per index a uniform scale cannot
+        # change the rectangle: the zero-sum step s_t is applied as w + s_t, h - s_t.
+        s, off = _zero_sum_offsets(d["scale"][..., None], opts["scale_step"])
+        steps = torch.cat([s, -s], -1)
+        aspect = (w0 + off[..., 0]).clamp(min=0.5) / (w0 - off[..., 0]).clamp(min=0.5)
     else:
-        steps = xp.zeros((cx.shape[0], max(t - 1, 0), 2))
-        aspect = 0.0 * cx + 1.0
+        steps = torch.zeros(cx.shape[0], max(t - 1, 0), 2, dtype=cx.dtype, device=cx.device)
+        aspect = torch.ones_like(cx)
     return cx, cy, aspect, steps
 
 
-def _motion_centres(xp, grid, mag, valid, opts):
-    """Per index: centre of the top-K motion patches and whether the index has motion."""
+def _motion_centres(grid, mag, valid, opts):
+    """Pool_topK of Eq. 7 per index: the mean position of the K strongest valid patches that
+    moved (top-1: the argmax, first in raster order on ties), and whether the index moved."""
     _, hp, wp = grid
     b, t = mag.shape[:2]
-    m = xp.to_f64(mag).reshape((b, t, hp * wp))
-    v = valid.reshape((b, t, hp * wp))
-    moving = v & (m >= opts["min_motion"])
-    found = xp.any(moving, -1)
-    if opts["topk"] == 1:   # argmax: first maximum in both backends, like the stable sort;
-        # where found, the argmax patch is itself moving (its magnitude is the largest valid)
-        of = xp.to_f64(xp.argmax(xp.where(v, m, -1.0)))
-        return xp.remainder(of, float(wp)) + 0.5, xp.floor(of / float(wp)) + 0.5, found
-    order = xp.argsort(xp.where(v, -m, float("inf")))[..., : opts["topk"]]
-    wgt = xp.to_f64(xp.take(moving, order))                          # (B,T,K) 0/1
-    of = xp.to_f64(order)
-    ix = xp.remainder(of, float(wp)) + 0.5
-    iy = xp.floor(of / float(wp)) + 0.5
-    cnt = xp.maximum(xp.sum(wgt, -1), 1.0)
-    # sums of multiples of 0.5: exact in any summation order
-    return xp.sum(wgt * ix, -1) / cnt, xp.sum(wgt * iy, -1) / cnt, found
+    m = torch.where(valid, mag.double(), -1.0).reshape(b, t, hp * wp)
+    moving = m >= opts["min_motion"]
+    order = (-m).argsort(dim=-1, stable=True)[..., : opts["topk"]]         # (B, T, K)
+    weight = moving.gather(-1, order).double()
+    count = weight.sum(-1).clamp(min=1.0)
+    cx = ((order % wp).double() + 0.5) * weight
+    cy = (torch.div(order, wp, rounding_mode="floor").double() + 0.5) * weight
+    return cx.sum(-1) / count, cy.sum(-1) / count, moving.any(-1)
 
 
-def _mgm_track(xp, grid, n, draws, mag, valid, opts):
-    t, hp, wp = grid
-    mcx, mcy, found = _motion_centres(xp, grid, mag, valid, opts)
-    cx, cy, w0 = _start(xp, grid, n, draws)                          # random start (paper)
-    if opts["init"] == "motion":
-        found0 = found
-    else:                                                            # index 0 never guided
-        found0 = xp.where(xp.arange(t)[None, :] == 0.0, found & False, found)
-    last = xp.last_true_index(found0)                                # no motion: keep centre
-    has = last >= 0
-    li = xp.maximum(last, 0)
-    cxs = xp.where(has, xp.take(mcx, li), cx[:, None] + 0.0 * mcx)
-    cys = xp.where(has, xp.take(mcy, li), cy[:, None] + 0.0 * mcy)
+def _mgm_track(grid, n, d, mag, valid, opts):
+    """Motion-guided (Eq. 7): the centre of each index is the motion centre of the last index
+    up to it that had motion (index 0 is never guided with init="random", as in the paper:
+    it starts at a random position); w and h get independent zero-sum jitter."""
+    t = grid[0]
+    mcx, mcy, found = _motion_centres(grid, mag, valid, opts)
+    cx, cy, w0 = _start(grid, n, d["pos"])
+    guided = found.clone()
+    if opts["init"] == "random":
+        guided[:, 0] = False
+    last = _last_with(guided)
+    li = last.clamp(min=0)
+    cxs = torch.where(last >= 0, mcx.gather(1, li), cx[:, None])
+    cys = torch.where(last >= 0, mcy.gather(1, li), cy[:, None])
     if opts["jitter"] and t > 1:
-        steps, off = _zero_sum_offsets(xp, draws["jit"], opts["scale_step"])
-        off = xp.maximum(w0 + off, 0.5)
-        aspect = off[..., 0] / off[..., 1]
+        steps, off = _zero_sum_offsets(d["jit"], opts["scale_step"])
+        wh = (w0 + off).clamp(min=0.5)
+        aspect = wh[..., 0] / wh[..., 1]
     else:
-        aspect = 0.0 * cxs + 1.0
-        steps = xp.zeros((cxs.shape[0], max(t - 1, 0), 2))
+        steps = torch.zeros(cxs.shape[0], max(t - 1, 0), 2, dtype=cxs.dtype, device=cxs.device)
+        aspect = torch.ones_like(cxs)
     return cxs, cys, aspect, steps, found
 
 
-TABLE_MAX_BYTES = 64 << 20
-_DEVICE_TABLES: dict = {}
-
-
-def _rect_masks(xp, grid, n, cx, cy, aspect):
-    _, hp, wp = grid
-    w, h = rect_size(xp, n, hp, wp, aspect)
-    x0, y0 = rect_origin(xp, cx, cy, w, h, hp, wp)
-    if table_bytes(n, hp, wp) <= TABLE_MAX_BYTES:
-        # look the masks up in a table of every possible rectangle, rendered once by
-        # render_rects: same masks as rendering them here, much cheaper for both backends
-        offsets, table = rect_table(n, hp, wp)
-        if xp.name != "numpy":
-            key = (n, hp, wp, str(x0.device))
-            if key not in _DEVICE_TABLES:
-                t = xp.torch
-                _DEVICE_TABLES[key] = (t.from_numpy(offsets).to(x0.device), t.from_numpy(table.copy()).to(x0.device))
-            offsets, table = _DEVICE_TABLES[key]
-        wi = xp.to_int(w)
-        idx = offsets[wi] + xp.to_int(y0) * (wp + 1 - wi) + xp.to_int(x0)
-        mask = table[idx]
-    else:
-        mask = render_rects(xp, n, hp, wp, x0, y0, w, h)
-    return mask, xp.stack([x0 + w / 2, y0 + h / 2], -1), xp.stack([w, h], -1)
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
-
-
-def _random_subset(xp, u, k):
-    """The k patches with the smallest draws (ties, at 2^-40 or finer, by index)."""
-    return xp.select_smallest(xp.float_key(u, _bits(u.shape[-1])), k)
-
-
-def _sparse_shift(xp, grid, n, draws, opts):
+def _sparse_shift(grid, n, d, opts):
     """smm-sparse: a random set of n patches translated (with wrap-around) by a random walk."""
     t, hp, wp = grid
-    b = draws["perm"].shape[0]
-    base = _random_subset(xp, draws["perm"], n)                        # (B, P)
-    if t == 1:
-        return base.reshape((b, 1, hp, wp))
-    v = _sym(xp, draws["vel"], opts["velocity"])                      # (B, T-1, 2)
-    d = xp.cumsum(v, 1)                                              # exact (dyadic)
-    d = xp.floor(xp.stack([0.0 * d[:, 0]] + [d[:, i] for i in range(t - 1)], 1) + 0.5)
-    dx = d[:, :, 0][..., None, None]
-    dy = d[:, :, 1][..., None, None]
-    xs = xp.arange(wp).reshape((1, 1, 1, wp))
-    ys = xp.arange(hp).reshape((1, 1, hp, 1))
-    src = xp.remainder(ys - dy, float(hp)) * wp + xp.remainder(xs - dx, float(wp))
-    src = xp.to_int(src.reshape((b, t * hp * wp)))
-    return xp.take(base, src).reshape((b, t, hp, wp))
+    base = _smallest(d["perm"], n)                                     # (B, Hp·Wp)
+    walk = torch.cumsum(_symmetric(d["vel"], opts["velocity"]), 1)
+    shift = torch.floor(torch.cat([walk.new_zeros(walk.shape[0], 1, 2), walk], 1) + 0.5).long()
+    dev = base.device
+    xs = torch.arange(wp, device=dev).view(1, 1, 1, wp)
+    ys = torch.arange(hp, device=dev).view(1, 1, hp, 1)
+    src = ((ys - shift[..., 1, None, None]) % hp) * wp + (xs - shift[..., 0, None, None]) % wp
+    return base.gather(1, src.reshape(base.shape[0], t * hp * wp)).reshape(-1, t, hp, wp)
 
 
-def _sparse_guided(xp, grid, n, draws, mag, valid, opts):
-    """mgm-sparse: per index the n patches of highest motion (ties: a per-clip random order);
+def _sparse_guided(grid, n, d, mag, valid, opts):
+    """mgm-sparse: per index the n patches of highest motion (ties in a per-clip random order);
     an index without motion reuses the last index that had motion (none yet: random order)."""
     t, hp, wp = grid
     b = mag.shape[0]
-    m = xp.where(valid, xp.to_f64(mag), 0.0).reshape((b, t, hp * wp))
-    moving = valid.reshape((b, t, hp * wp)) & (m >= opts["min_motion"])
-    found = xp.any(moving, -1)
-    last = xp.last_true_index(found)
-    m = xp.take_rows(m, xp.maximum(last, 0)) * xp.to_f64(last >= 0)[..., None]
-    # order by (−m, rank of the patch in the per-clip random order): one unique int64 key
-    # (float32 bit patterns of m ≥ 0 sort like m), so any selection method gives the same set
-    rank = xp.ranks(xp.argsort(draws["perm"]))[:, None, :]            # (B,1,P)
-    key = ((1 << 31) - xp.f32_bits(m)) * (1 << _bits(hp * wp)) + rank
-    return xp.select_smallest(key, n).reshape((b, t, hp, wp)), found
+    m = torch.where(valid, mag.double(), 0.0).reshape(b, t, hp * wp)
+    found = (valid.reshape(b, t, -1) & (m >= opts["min_motion"])).any(-1)
+    last = _last_with(found)
+    m = m.gather(1, last.clamp(min=0)[..., None].expand(-1, -1, hp * wp)) * (last >= 0)[..., None]
+    shuffle = d["perm"].argsort(-1)[:, None, :].expand(-1, t, -1)       # random order, then
+    by_motion = (-m.gather(-1, shuffle)).argsort(dim=-1, stable=True)[..., :n]  # stable by motion
+    keep = shuffle.gather(-1, by_motion)
+    mask = torch.zeros(b, t, hp * wp, dtype=torch.bool, device=m.device).scatter_(-1, keep, True)
+    return mask.reshape(b, t, hp, wp), found
 
 
-def build_masks(xp, strategy, grid, ratio, draws, magnitude=None, magnitude_valid=None, opts=None):
-    """Masks (B, T', Hp, Wp) and a batched MaskInfo, from draws (dict of (B, ...) float64)."""
-    grid = tuple(int(g) for g in grid)
+def build_masks(strategy: str, grid, n: int, d: dict, mag, valid, opts) -> tuple[torch.Tensor, MaskInfo]:
+    """Masks (B, T', Hp, Wp) and their MaskInfo from draws ``d`` (dict of (B, ...) float64)."""
     t, hp, wp = grid
-    n = masked_per_index(ratio, grid)
-    b = next(iter(draws.values())).shape[0]
-    info = MaskInfo(strategy=strategy, masked_per_index=n, draws=draws)
+    b = next(iter(d.values())).shape[0]
+    info = MaskInfo(strategy=strategy, masked_per_index=n, draws=d)
     if strategy == "random":
-        mask = _random_subset(xp, draws["perm"], t * n).reshape((b, t, hp, wp))
-    elif strategy == "tube":
-        base = _random_subset(xp, draws["perm"], n).reshape((b, 1, hp, wp))
-        mask = (xp.zeros((b, t, 1, 1)) == 0) & base
-    elif strategy == "block":
-        cx, cy, _ = _start(xp, grid, n, draws)
-        ones = xp.zeros((b, t)) + 1.0
-        mask, info.centres, info.sizes = _rect_masks(xp, grid, n, ones * cx[:, None], ones * cy[:, None], ones)
+        return _smallest(d["perm"], t * n).reshape(b, t, hp, wp), info
+    if strategy == "tube":
+        return _smallest(d["perm"], n).reshape(b, 1, hp, wp).expand(b, t, hp, wp).contiguous(), info
+    if strategy == "smm-sparse":
+        return _sparse_shift(grid, n, d, opts), info
+    if strategy == "mgm-sparse":
+        mask, found = _sparse_guided(grid, n, d, mag, valid, opts)
+        info.motion_found, info.fallback = found, ~found.any(-1)
+        mask = torch.where(info.fallback[:, None, None, None], _sparse_shift(grid, n, d, opts), mask)
+        return mask, info
+    if strategy == "block":
+        cx, cy, _ = _start(grid, n, d["pos"])
+        cx, cy = cx[:, None].expand(b, t), cy[:, None].expand(b, t)
+        aspect = torch.ones_like(cx)
     elif strategy == "smm":
-        cx, cy, aspect, info.steps = _smm_track(xp, grid, n, draws, opts)
-        mask, info.centres, info.sizes = _rect_masks(xp, grid, n, cx, cy, aspect)
-    elif strategy == "smm-sparse":
-        mask = _sparse_shift(xp, grid, n, draws, opts)
-    elif strategy in GUIDED:
-        if magnitude is None:
-            raise ValueError(f"strategy {strategy!r} needs motion (motion= or magnitude=)")
-        # numpy (per clip) skips the fallback when every clip has motion; torch always
-        # computes both (a data-dependent branch would synchronise the device)
-        if strategy == "mgm":
-            cx, cy, aspect, steps, found = _mgm_track(xp, grid, n, draws, magnitude, magnitude_valid, opts)
-            any_motion = xp.any(found, -1)
-            if not (xp.name == "numpy" and bool(any_motion.all())):
-                scx, scy, sasp, ssteps = _smm_track(xp, grid, n, draws, opts)
-                sel = any_motion[:, None]
-                cx, cy = xp.where(sel, cx, scx), xp.where(sel, cy, scy)
-                aspect = xp.where(sel, aspect, sasp)
-                steps = xp.where(sel[..., None], steps, ssteps)
-            info.steps = steps
-            mask, info.centres, info.sizes = _rect_masks(xp, grid, n, cx, cy, aspect)
-        else:
-            mask, found = _sparse_guided(xp, grid, n, draws, magnitude, magnitude_valid, opts)
-            any_motion = xp.any(found, -1)
-            if not (xp.name == "numpy" and bool(any_motion.all())):
-                fb = _sparse_shift(xp, grid, n, draws, opts)
-                mask = xp.where(any_motion[:, None, None, None], mask, fb)
-        info.motion_found = found
-        info.fallback = ~any_motion
-        info.fallback_strategy = FALLBACK[strategy]
-    else:  # pragma: no cover - check_args guards
-        raise ValueError(strategy)
+        cx, cy, aspect, info.steps = _smm_track(grid, n, d, opts)
+    else:  # mgm; both tracks are computed (a branch on the data would synchronise the device)
+        cx, cy, aspect, steps, found = _mgm_track(grid, n, d, mag, valid, opts)
+        scx, scy, saspect, ssteps = _smm_track(grid, n, d, opts)
+        info.motion_found, info.fallback = found, ~found.any(-1)
+        fb = info.fallback[:, None]
+        cx, cy, aspect = torch.where(fb, scx, cx), torch.where(fb, scy, cy), torch.where(fb, saspect, aspect)
+        info.steps = torch.where(fb[..., None], ssteps, steps)
+    mask, info.centres, info.sizes = rect_masks(n, hp, wp, cx, cy, aspect)
     return mask, info
 
 
-# --------------------------------------------------------------------------- per clip (numpy)
-
-_NP = None
+# ---------------------------------------------------------------- public API
 
 
-def _np_xp():
-    global _NP
-    if _NP is None:
-        from ._xp import NumpyXP
+def sample_draws(strategy: str, grid, batch: int, generator: torch.Generator | None = None,
+                 device=None) -> dict:
+    """Uniform [0, 1) float64 draws for ``batch`` masks: name → (batch, *shape) tensor, drawn
+    from ``generator`` (on its device) in :func:`draw_shapes` order."""
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    return {k: torch.rand((int(batch),) + s, generator=generator, dtype=torch.float64, device=device)
+            for k, s in draw_shapes(strategy, grid).items()}
 
-        _NP = NumpyXP()
-    return _NP
 
+def make_masks(strategy: str, grid, ratio: float = 0.75, *, batch_size: int | None = None,
+               magnitude=None, magnitude_valid=None, generator: torch.Generator | None = None,
+               draws: dict | None = None, device=None, return_info: bool = False, **options):
+    """(B, T', Hp, Wp) bool masks, True = masked.
 
-def sample_draws(strategy: str, grid, rng: np.random.Generator | None = None, batch: int | None = None):
-    """Uniform [0, 1) float64 draws for ``strategy``: dict name → (batch, *shape) (or
-    (*shape) when batch is None), drawn from ``rng`` in :func:`draw_shapes` order."""
-    rng = rng if rng is not None else np.random.default_rng()
-    lead = () if batch is None else (int(batch),)
-    return {k: rng.random(lead + s) for k, s in _draw_shapes(strategy, tuple(int(g) for g in grid)).items()}
+    grid:       (T', Hp, Wp) token grid, e.g. (8, 14, 14) for 16×224² with 2×16×16 tubelets.
+    magnitude, magnitude_valid: (B, T', Hp, Wp) patch-grid motion magnitude (px) and validity
+                (:func:`motion_to_patch_magnitude`); needed by mgm / mgm-sparse, ignored by
+                the others. Missing validity: every finite magnitude is valid.
+    generator:  torch.Generator the draws come from; or ``draws`` (dict name → (B, *shape)).
+    device:     where to compute (default: the magnitude's, else the draws' or generator's).
+    options:    topk, jitter, init, velocity, scale_step, min_motion (``DEFAULT_OPTIONS``).
+    return_info: also return a :class:`MaskInfo`; ``info.fallback`` (B,) is True where a
+                guided strategy found no motion in the clip and used FALLBACK[strategy].
+    """
+    opts = check_options(strategy, grid, ratio, options)
+    grid = tuple(int(g) for g in grid)
+    mag = valid = None
+    if strategy in GUIDED and magnitude is None:
+        raise ValueError(f"strategy {strategy!r} needs magnitude= (B, T', Hp, Wp)")
+    if magnitude is not None:
+        mag = torch.as_tensor(magnitude)
+        if mag.dim() != 4 or tuple(mag.shape[1:]) != grid:
+            raise ValueError(f"magnitude must be (B, {grid[0]}, {grid[1]}, {grid[2]}), got {tuple(mag.shape)}")
+        device = device or mag.device
+        batch_size = mag.shape[0] if batch_size is None else batch_size
+    if draws is None:
+        if batch_size is None:
+            raise ValueError("give batch_size, magnitude or draws")
+        draws = sample_draws(strategy, grid, batch_size, generator)
+    device = torch.device(device or next(iter(draws.values())).device)
+    d = {}
+    for k, s in draw_shapes(strategy, grid).items():
+        if k not in draws:
+            raise ValueError(f"draws lack {k!r}")
+        d[k] = torch.as_tensor(draws[k], dtype=torch.float64).to(device)
+        if tuple(d[k].shape[1:]) != s or d[k].shape[0] != next(iter(d.values())).shape[0]:
+            raise ValueError(f"draw {k!r} has shape {tuple(d[k].shape)}, expected (B,)+{s}")
+    b = next(iter(d.values())).shape[0]
+    if batch_size is not None and b != batch_size:
+        raise ValueError(f"draws are for {b} clips, batch_size is {batch_size}")
+    if strategy not in GUIDED:
+        mag = None
+    if mag is not None:
+        mag = mag.to(device=device, dtype=torch.float32)
+        valid = torch.isfinite(mag)
+        if magnitude_valid is not None:
+            valid &= torch.as_tensor(magnitude_valid, device=device).bool()
+    mask, info = build_masks(strategy, grid, masked_per_index(ratio, grid), d, mag, valid, opts)
+    return (mask, info) if return_info else mask
 
 
 def make_mask(strategy: str, grid=(8, 14, 14), ratio: float = 0.75, motion=None, motion_valid=None,
-              tubelet: int = 2, rng: np.random.Generator | None = None, *, magnitude=None,
+              tubelet: int = 2, seed: int | np.random.Generator | None = None, *, magnitude=None,
               magnitude_valid=None, draws: dict | None = None, return_info: bool = False, **options):
-    """One mask, bool (T', Hp, Wp), True = masked. Pure: same inputs and draws → same mask.
+    """One clip's mask as a numpy bool array (T', Hp, Wp): :func:`make_masks` on a batch of one.
 
-    strategy:  one of STRATEGIES.
-    grid:      (T', Hp, Wp) token grid, e.g. (8, 14, 14) for 16×224² with 2×16×16 tubelets.
-    motion, motion_valid: the clip's motion grid (T, Hm, Wm, 2) and validity (T, Hm, Wm),
-               reduced with :func:`motion_to_patch_magnitude`; or give ``magnitude`` and
-               ``magnitude_valid`` (T', Hp, Wp) directly. Ignored by unguided strategies.
-    rng:       numpy Generator the draws come from (default: a fresh unseeded one);
-    draws:     or the draws themselves (dict name → array of :func:`draw_shapes`).
-    options:   see DEFAULT_OPTIONS (topk, jitter, init, velocity, scale_step, min_motion).
-    return_info: also return a :class:`MaskInfo`; ``info.fallback`` is "smm" /
-               "smm-sparse" when a guided strategy found no motion anywhere in the clip
-               (the mask is then that simulated-motion mask), else None.
+    motion, motion_valid: the clip's motion grid (T, Hm, Wm, 2) px and validity (T, Hm, Wm), as
+               ``read_clip`` gives them (reduced by :func:`motion_to_patch_magnitude`); or give
+               ``magnitude`` and ``magnitude_valid`` (T', Hp, Wp) directly.
+    seed:      int, or a numpy Generator one integer is drawn from (None: unseeded); or ``draws``
+               (dict name → array of :func:`draw_shapes`).
+    return_info: also return a :class:`MaskInfo` of numpy arrays; ``info.fallback`` is the
+               fallback strategy's name when a guided strategy found no motion, else None.
     """
-    opts = check_args(strategy, grid, ratio, options)
     grid = tuple(int(g) for g in grid)
-    xp = _np_xp()
-    if draws is None:
-        draws = sample_draws(strategy, grid, rng)
-    d = {}
-    for k, s in _draw_shapes(strategy, grid).items():
-        a = np.asarray(draws[k], dtype=np.float64)
-        if a.shape != s:
-            raise ValueError(f"draw {k!r} has shape {a.shape}, expected {s}")
-        d[k] = a
-    mag = val = None
-    if strategy in GUIDED:
-        if magnitude is None and motion is not None:
-            from .guidance import motion_to_patch_magnitude
-
-            magnitude, magnitude_valid = motion_to_patch_magnitude(motion, motion_valid, grid, tubelet)
-        if magnitude is not None:
-            mag = np.asarray(magnitude, dtype=np.float32)
-            if mag.shape != grid:
-                raise ValueError(f"magnitude shape {mag.shape} does not match grid {grid}")
-            val = np.isfinite(mag)
-            if magnitude_valid is not None:
-                val &= np.asarray(magnitude_valid, dtype=bool)
-    n = masked_per_index(ratio, grid)
-    if (strategy in ("block", "smm") or (strategy == "mgm" and mag is not None and opts["topk"] == 1)) \
-            and table_bytes(n, grid[1], grid[2]) <= TABLE_MAX_BYTES:
-        from ._fast import rect_mask
-
-        mask, centres, sizes, steps, found, fb = rect_mask(strategy, grid, n, d, mag, val, opts)
-        if not return_info:
-            return mask
-        info = MaskInfo(strategy=strategy, masked_per_index=n, centres=centres, sizes=sizes,
-                        steps=steps, motion_found=found, draws=d)
-        if strategy == "mgm":
-            info.fallback_strategy = FALLBACK[strategy]
-            info.fallback = info.fallback_strategy if fb else None
-        return mask, info
-    bdraws = {k: v[None] for k, v in d.items()}
-    if mag is not None:
-        mag, val = mag[None], val[None]
-    mask, info = build_masks(xp, strategy, grid, ratio, bdraws, mag, val, opts)
-    mask = mask[0]
+    if strategy in GUIDED and magnitude is None and motion is not None:
+        magnitude, magnitude_valid = motion_to_patch_magnitude(motion, motion_valid, grid, tubelet)
+    if magnitude is not None:
+        magnitude = torch.as_tensor(np.asarray(magnitude, np.float32))[None]
+        if magnitude_valid is not None:
+            magnitude_valid = torch.as_tensor(np.asarray(magnitude_valid, bool))[None]
+    generator = None
+    if draws is not None:
+        draws = {k: torch.as_tensor(np.asarray(v, np.float64))[None] for k, v in draws.items()}
+    else:
+        if isinstance(seed, np.random.Generator):
+            seed = int(seed.integers(2**63 - 1))
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+    mask, info = make_masks(strategy, grid, ratio, batch_size=1, magnitude=magnitude,
+                            magnitude_valid=magnitude_valid, generator=generator, draws=draws,
+                            device="cpu", return_info=True, **options)
     if not return_info:
-        return mask
-    info.draws = d
+        return mask[0].numpy()
     for k in ("centres", "sizes", "motion_found", "steps"):
         v = getattr(info, k)
         if v is not None:
-            setattr(info, k, v[0])
+            setattr(info, k, v[0].numpy())
+    info.draws = {k: v[0].numpy() for k, v in info.draws.items()}
     if info.fallback is not None:
-        info.fallback = info.fallback_strategy if bool(info.fallback[0]) else None
-    return mask, info
+        info.fallback = FALLBACK[strategy] if bool(info.fallback[0]) else None
+    return mask[0].numpy(), info

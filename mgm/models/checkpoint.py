@@ -364,6 +364,9 @@ def save_official(model: nn.Module, path) -> Path:
     """Write a VideoMAE-format ``.pth`` ({"model": state_dict} with VideoMAE's names)."""
     inner = unwrap(model)
     kind = _kind_of(inner)
+    if kind == "classifier" and inner.spec.pool != "mean":
+        raise CheckpointError(f"a classifier with pool={inner.spec.pool!r} has no VideoMAE equivalent "
+                              "(it mean-pools all tokens); save it in mgm's format")
     sd = ours_to_official({k: v.detach().cpu() for k, v in inner.state_dict().items()}, kind)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

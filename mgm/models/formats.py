@@ -15,6 +15,7 @@ import re
 
 import torch
 
+from mgm.errors import UserError
 from mgm.models.vit import ARCHS, VideoMAESpec
 
 # heads for a width when a file does not say (VideoMAE's choices; 96 is our vit_tiny decoder)
@@ -22,7 +23,7 @@ HEADS_FOR_DIM = {96: 3, 192: 3, 384: 6, 512: 8, 640: 8, 768: 12, 1024: 16, 1280:
 HF_HEAD_NORM_EPS = 1e-5  # transformers builds decoder.norm and fc_norm with nn.LayerNorm's default eps
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit; the message says why."""
 
 

@@ -8,7 +8,8 @@ transformers takes ``pixel_values`` as (B, T, C, H, W); mgm takes (B, C, T, H, W
 Known difference: transformers builds ``decoder.norm`` and ``fc_norm`` with eps 1e-5, VideoMAE
 (and mgm) with 1e-6; the exported config records mgm's value as ``mgm_head_norm_eps`` so mgm
 reloads the directory exactly, while transformers' outputs differ by that eps alone.
-Divided space-time attention has no transformers equivalent and is refused.
+Divided space-time attention and ``pool="time"`` classifiers have no transformers equivalent
+and are refused.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def export_hf(source, out_dir, names: str = "4", id2label: dict | None = None) -
     spec = model.spec
     if spec.attention != "joint":
         raise CheckpointError("divided space-time attention has no transformers VideoMAE equivalent")
+    if kind == "classifier" and spec.pool != "mean":
+        raise CheckpointError(f"a classifier with pool={spec.pool!r} has no transformers VideoMAE equivalent "
+                              "(it mean-pools all tokens); export the pretrained encoder instead")
     if kind == "classifier" and spec.num_classes == 0:
         raise CheckpointError("a classifier without a head (num_classes=0) cannot be exported as VideoMAEForVideoClassification")
     sd = ours_to_hf({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, names)

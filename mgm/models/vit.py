@@ -1,7 +1,8 @@
 """The VideoMAE model family in one file: masked autoencoder (pretrainer) and classifier.
 
-The definition follows VideoMAE exactly (DESIGN.md section 4) so that its checkpoints load and
-results compare with the literature:
+The definition follows VideoMAE exactly (MCG-NJU/VideoMAE's modeling code; details and the
+transformers differences in docs/models.md) so that its checkpoints load and results compare
+with the literature:
 
 * tubelet embedding: ``Conv3d`` with kernel = stride = (tubelet, patch, patch); tokens are
   flattened in (t, h, w) order;
@@ -15,7 +16,10 @@ results compare with the literature:
 * target: un-normalise (ImageNet mean/std), cut into tubelet patches ``(t p p c)``, optionally
   normalise each patch per channel with its mean and unbiased std (``/(std + 1e-6)``), MSE over
   the masked tokens;
-* classifier: mean of all tokens -> ``fc_norm`` -> (dropout) -> ``head``.
+* classifier: mean of all tokens -> ``fc_norm`` -> (dropout) -> ``head`` (``pool="mean"``,
+  VideoMAE's); ``pool="time"`` keeps the time axis: the spatial mean of each temporal index ->
+  ``fc_norm`` -> concatenated over time (T'·D features), so the order of events (left vs right,
+  towards vs away) survives pooling. Same weights but the head's input size.
 
 Attention is ``torch.nn.functional.scaled_dot_product_attention``. ``attention="divided"``
 gives TimeSformer-style divided space-time blocks (temporal attention, then spatial attention,
@@ -58,6 +62,10 @@ ARCHS = {
 }
 
 
+ATTENTIONS = ("joint", "divided")
+POOLS = ("mean", "time")
+
+
 @dataclass
 class VideoMAESpec:
     """Everything needed to rebuild a model; saved next to our checkpoints.
@@ -75,6 +83,7 @@ class VideoMAESpec:
     decoder_dim: int | None = None
     norm_pix_loss: bool = True
     attention: str = "joint"          # joint | divided
+    pool: str = "mean"                # classifier features: mean | time (see the module doc)
     drop_path: float = 0.0
     grad_checkpointing: bool = False
     # explicit sizes (filled from ARCHS when None)
@@ -110,8 +119,10 @@ class VideoMAESpec:
             self.decoder_dim = self.embed_dim // 2
         if self.decoder_heads is None:
             self.decoder_heads = max(1, self.decoder_dim // 64)
-        if self.attention not in ("joint", "divided"):
-            raise ValueError(f"attention must be 'joint' or 'divided', got {self.attention!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {self.attention!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
         if self.num_frames % self.tubelet or self.img_size % self.patch:
             raise ValueError(
                 f"num_frames={self.num_frames} must divide by tubelet={self.tubelet} and "
@@ -549,7 +560,7 @@ class VideoMAEClassifier(_VideoMAEBase):
         self.encoder = Encoder(spec, final_norm=False)
         self.fc_norm = nn.LayerNorm(spec.embed_dim, eps=spec.head_norm_eps)
         self.head_drop = nn.Dropout(spec.fc_drop)
-        self.head = nn.Linear(spec.embed_dim, spec.num_classes) if spec.num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(self.num_features, spec.num_classes) if spec.num_classes > 0 else nn.Identity()
         self.apply(_init_trunc_normal)
         if isinstance(self.head, nn.Linear):
             with torch.no_grad():
@@ -563,11 +574,16 @@ class VideoMAEClassifier(_VideoMAEBase):
 
     @property
     def num_features(self) -> int:
-        return self.spec.embed_dim
+        """D (``pool="mean"``) or T'·D (``pool="time"``)."""
+        return self.spec.embed_dim * (self.spec.grid[0] if self.spec.pool == "time" else 1)
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
-        """Pooled features (B, D): mean over all tokens, then ``fc_norm``."""
-        return self.fc_norm(self.encoder(video).mean(dim=1))
+        """Pooled features (B, num_features), see ``pool`` in the module doc."""
+        x = self.encoder(video)
+        if self.spec.pool == "mean":
+            return self.fc_norm(x.mean(dim=1))
+        t = self.spec.grid[0]
+        return self.fc_norm(x.reshape(x.shape[0], t, -1, x.shape[-1]).mean(dim=2)).flatten(1)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_drop(self.forward_features(video)))
@@ -575,7 +591,7 @@ class VideoMAEClassifier(_VideoMAEBase):
     def reset_head(self, num_classes: int) -> None:
         """Replace the head by a fresh one (VideoMAE init) for ``num_classes`` outputs."""
         self.spec.num_classes = num_classes
-        head = nn.Linear(self.spec.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
             _init_trunc_normal(head)
             with torch.no_grad():
@@ -605,10 +621,10 @@ def build_classifier(arch: str = "vit_base", num_classes: int = 400, **kwargs) -
 
 
 def build_model(model_cfg, kind: str = "pretrainer", num_classes: int = 0):
-    """Build from an ``mgm.config.ModelConfig`` (or any object/dict with its fields)."""
-    d = model_cfg if isinstance(model_cfg, dict) else {
-        f.name: getattr(model_cfg, f.name) for f in fields(model_cfg)
-    }
+    """A fresh model from an ``mgm.config.ModelConfig`` (or any object / dict with its fields):
+    every field that is also a ``VideoMAESpec`` field is used (so a new config field that the
+    model knows reaches it), the others (``init``) are not the model's business."""
+    d = model_cfg if isinstance(model_cfg, dict) else {f.name: getattr(model_cfg, f.name) for f in fields(model_cfg)}
     d = {k: v for k, v in d.items() if k in {f.name for f in fields(VideoMAESpec)}}
     arch = d.pop("arch", "vit_base")
     if kind == "pretrainer":

@@ -81,7 +81,8 @@ def pretrain_config(r: Recipe):
     out = Path(r.out_dir) / "pretrain"
     ov = _base_overrides(r, out) + [
         f"mask.strategy={r.strategy}", f"mask.ratio={r.ratio}", f"data.motion={r.motion}",
-        f"model.decoder_depth={r.decoder_depth}", f"model.norm_pix_loss={str(r.norm_pix_loss).lower()}",
+        f"model.depth={r.depth}", f"model.decoder_depth={r.decoder_depth}",
+        f"model.norm_pix_loss={str(r.norm_pix_loss).lower()}",
         f"optim.epochs={r.epochs}",
         f"optim.warmup_epochs={min(1.0, r.epochs / 4)}", f"optim.batch_size={r.batch_size}",
         f"optim.base_lr={r.base_lr}", f"run.max_steps={r.max_steps}"]
@@ -92,13 +93,10 @@ def build_pretrainer_for(r: Recipe, cfg):
     """The recipe's pretrainer; initial weights depend on the seed only."""
     import torch
 
-    from mgm.models import build_pretrainer
+    from mgm.engine.run_context import model_from_config
 
-    m = cfg.model
     torch.manual_seed(r.seed)
-    return build_pretrainer(m.arch, depth=r.depth, num_frames=m.num_frames, img_size=m.img_size,
-                            tubelet=m.tubelet, patch=m.patch, decoder_depth=r.decoder_depth,
-                            norm_pix_loss=m.norm_pix_loss)
+    return model_from_config(cfg, "pretrainer")
 
 
 def pretrain(r: Recipe) -> dict:
@@ -148,7 +146,7 @@ def finetune(r: Recipe, weights: str) -> dict:
         f"optim.epochs={r.finetune_epochs}", f"optim.warmup_epochs={min(1.0, r.finetune_epochs / 4)}",
         f"optim.batch_size={r.batch_size}", "finetune.mixup=0.0", "finetune.cutmix=0.0",
         "finetune.repeated_aug=1", "run.eval_every=0", f"run.max_steps={r.finetune_max_steps}"])
-    model = load_checkpoint(weights, kind="classifier", num_classes=len(_classes(r.data_dir)),
+    model = load_checkpoint(weights, kind="classifier", num_classes=len(class_names(r.data_dir)),
                             drop_path=cfg.model.drop_path)
     t0 = time.perf_counter()
     res = run_finetune(cfg, model=model, test=True)
@@ -156,7 +154,7 @@ def finetune(r: Recipe, weights: str) -> dict:
     return {"top1": float(test.get("top1", float("nan"))), "seconds": time.perf_counter() - t0}
 
 
-def _classes(data_dir) -> list[str]:
+def class_names(data_dir) -> list[str]:
     return Path(data_dir, "classes.txt").read_text().split()
 
 
@@ -173,7 +171,7 @@ def run_recipe(r: Recipe, on_stage: Callable[[str], None] | None = None) -> dict
     lp = linprobe(r, p["weights"])
     out = {"linprobe_top1": lp["top1"], "linprobe_top5": lp["top5"], "pretrain_seconds": p["seconds"],
            "pretrain_steps": p["steps"], "linprobe_seconds": lp["seconds"], "weights": p["weights"],
-           "final_loss": _tail_loss(p["history"]),
+           "final_loss": tail_loss(p["history"]),
            "loss_history": [round(h["loss"], 5) for h in p["history"]]}
     if r.finetune_epochs > 0:
         stage("finetune")
@@ -183,7 +181,7 @@ def run_recipe(r: Recipe, on_stage: Callable[[str], None] | None = None) -> dict
     return out
 
 
-def _tail_loss(history: list[dict], n: int = 10) -> float:
+def tail_loss(history: list[dict], n: int = 10) -> float:
     vals = [h["loss"] for h in history[-n:] if math.isfinite(h["loss"])]
     return float(sum(vals) / len(vals)) if vals else float("nan")
 

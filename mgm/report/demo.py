@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from mgm.engine.ablate import BASELINE, Recipe
+from mgm.report.ablate import BASELINE, Recipe
 
 # videos, pretraining epochs, probe epochs, input side, synthetic style, base lr (x batch/256).
 # 64x64 input (tubelets 2x16x16: 8x4x4 = 128 tokens) and the high-contrast "bold" set: at 112x112 on
@@ -178,7 +178,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         metrics["data"]["train"] = n_train
 
         bar.start("pretrain", follow=Path(recipe.out_dir) / "pretrain" / "log.jsonl", steps=steps)
-        from mgm.engine import ablate
+        from mgm.report import ablate
 
         # in a spawned process, so the caller's process (a notebook, a test) keeps no
         # DataLoader workers or thread pools of the run and gets its memory back
@@ -186,7 +186,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         hist = pre["history"]
         metrics["pretrain"] = {"steps": pre["steps"], "seconds": round(pre["seconds"], 1),
                                "first_loss": hist[0]["loss"] if hist else float("nan"),
-                               "final_loss": ablate._tail_loss(hist), "weights": pre["weights"],
+                               "final_loss": ablate.tail_loss(hist), "weights": pre["weights"],
                                "mask": "mgm", "ratio": recipe.ratio,
                                "targets": "per-patch normalised" if norm_pix_loss else "pixels"}
 
@@ -195,7 +195,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         scratch = dataclasses.replace(recipe, strategy=BASELINE, out_dir=str(out / "runs" / "random_init"))
         base_w = ablate.pretrain(scratch)["weights"]
         lp0 = ablate.linprobe(scratch, base_w)
-        n_cls = len(ablate._classes(data))
+        n_cls = len(ablate.class_names(data))
         metrics["linprobe"] = {"top1": lp["top1"], "top5": lp["top5"], "loss": lp["loss"],
                                "random_init_top1": lp0["top1"], "random_init_top5": lp0["top5"],
                                "chance_top1": 100.0 / n_cls, "epochs": recipe.probe_epochs}
@@ -220,8 +220,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
 
 
 def make_figures(out: Path, fig_dir: Path, data: Path, weights: str, base_weights: str, history, seed: int) -> dict:
-    from mgm.cli.masks import prepare
-    from mgm.data.transforms import to_tensor
+    from mgm.data import transforms
     from mgm.masking import motion_to_patch_magnitude
     from mgm.models import load_checkpoint
     from mgm.report import figures as F
@@ -236,7 +235,9 @@ def make_figures(out: Path, fig_dir: Path, data: Path, weights: str, base_weight
     grid = s.grid
     video_path, cls = figure_clip(data)
     clip = read_clip(video_path, num_frames=s.num_frames, stride=2, start=0, motion="codec", grid=s.patch)
-    frames, motion, valid = prepare(clip, s.img_size, s.patch)
+    h, w = clip.frames.shape[1:3]
+    frames, motion, valid = transforms.apply_clip(clip.frames, clip.motion, clip.motion_valid,
+                                                  transforms.center_crop(h, w, s.img_size), s.patch)
     mag, mag_valid = motion_to_patch_magnitude(motion, valid, grid, s.tubelet)
     rel = str(Path(video_path).relative_to(data))
     path, size, masks = F.masks_figure(frames, mag, mag_valid, fig_dir / "masks.png", grid, s.tubelet, seed=seed)
@@ -245,7 +246,7 @@ def make_figures(out: Path, fig_dir: Path, data: Path, weights: str, base_weight
                                  title=f"{rel} ({cls}): codec motion vectors ({clip.motion_source})")
     figs["motion"] = {"path": str(path.relative_to(out)), "size": list(size), "clip": rel,
                       "source": clip.motion_source}
-    video = to_tensor(frames)
+    video = transforms.to_tensor(frames)
     path, size, losses = F.reconstruction_figure(model, video, {"mgm": masks["mgm"], "tube": masks["tube"]},
                                                  fig_dir / "reconstruction.png", s.tubelet)
     figs["reconstruction"] = {"path": str(path.relative_to(out)), "size": list(size), "clip": rel,

@@ -69,7 +69,7 @@ def masks_figure(frames, magnitude, magnitude_valid, path, grid, tubelet: int, r
     masks = {}
     for name in STRATEGIES:
         masks[name] = make_mask(name, grid=grid, ratio=ratio, magnitude=magnitude,
-                                magnitude_valid=magnitude_valid, rng=np.random.default_rng(seed),
+                                magnitude_valid=magnitude_valid, seed=seed,
                                 **(options or {}))
     path = save_visual(Path(path), frames, masks, tubelet, magnitude, magnitude_valid, tile=tile)
     return path, png_size(path), masks
@@ -205,7 +205,7 @@ def attention_figure(encoders: dict, video, frames: np.ndarray, grid, tubelet: i
     over the first frame of each tubelet; the query patch is outlined in green."""
     from PIL import Image
 
-    from mgm.masking.plot import _upsample
+    from mgm.masking.plot import upsample_nearest
 
     T, Hp, Wp = grid
     rows = [("frames", [np.asarray(Image.fromarray(frames[t * tubelet]).resize((tile, tile), Image.BILINEAR))
@@ -219,7 +219,7 @@ def attention_figure(encoders: dict, video, frames: np.ndarray, grid, tubelet: i
         tiles = []
         for t in range(T):
             base = np.asarray(Image.fromarray(frames[t * tubelet]).resize((tile, tile), Image.BILINEAR)).astype(np.float32)
-            heat = _upsample(norm[t], tile)[..., None] * 0.8
+            heat = upsample_nearest(norm[t], tile)[..., None] * 0.8
             img = base * (1 - heat) + np.array([255, 220, 40], np.float32) * heat
             img = img.clip(0, 255).astype(np.uint8)
             if t == T // 2:
