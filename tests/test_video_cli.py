@@ -43,6 +43,27 @@ def test_bench_motion_json(synthetic_video_path, capsys):
         assert r[k] is not None and r[k] > 0, k
 
 
+def test_bench_motion_against_other_decoders(synthetic_video_path, capsys):
+    """Peers run on the same indices when importable; the others are listed as skipped."""
+    import importlib.util
+
+    assert main(["bench", "motion", synthetic_video_path, "--repeats", "1", "--frames", "4",
+                 "--stride", "2", "--against", "decord,nosuch", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "nosuch" in out["skipped"]
+    r = out["results"][0]
+    if importlib.util.find_spec("decord") is None:
+        assert "decord" in out["skipped"] and "decord_ms_cpu" not in r
+    else:
+        assert out["against"] == ["decord"]
+        assert r["decord_frames_identical"] is True
+        assert r["decord_ms_cpu"] > 0 and r["b_over_decord_cpu"] > 0 and r["a_over_decord_cpu"] > 0
+    assert main(["bench", "motion", synthetic_video_path, "--repeats", "1", "--frames", "4",
+                 "--against", "none", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["against"] == [] and not any("decord" in k for k in out["results"][0])
+
+
 def test_cli_modules_import_light():
     import subprocess
     import sys
