@@ -1,7 +1,6 @@
 """The dataset through a real DataLoader: items, broken videos, determinism."""
 import json
 
-import numpy as np
 import pytest
 import torch
 

@@ -19,7 +19,7 @@ sinusoids and never read from a file: they are rebuilt for the ``num_frames`` / 
 ask for.
 
 Name and spec conversion for the official and Hugging Face layouts lives in
-``mgm.models.formats`` (re-exported here).
+``mgm.models.formats``.
 """
 from __future__ import annotations
 
@@ -33,15 +33,11 @@ import torch
 from torch import nn
 
 from mgm.models.formats import (
-    HEADS_FOR_DIM,
-    HF_HEAD_NORM_EPS,
     CheckpointError,
-    _check_pos_embed,
-    hf_config_from_spec,
+    check_pos_embed,
     hf_to_ours,
     is_hf_state_dict,
     official_to_ours,
-    ours_to_hf,
     ours_to_official,
     spec_from_hf_config,
     spec_from_official,
@@ -55,15 +51,6 @@ from mgm.models.vit import (
 FORMAT = "mgm.videomae"
 FORMAT_VERSION = 1
 
-# the conversion names stay importable from here, where they were first defined
-__all__ = [
-    "FORMAT", "FORMAT_VERSION", "HEADS_FOR_DIM", "HF_HEAD_NORM_EPS", "CheckpointError",
-    "hf_config_from_spec", "hf_to_ours", "init_from", "is_hf_state_dict", "load_checkpoint",
-    "load_state_dict_any", "official_to_ours", "ours_to_hf", "ours_to_official", "save_checkpoint",
-    "save_official", "spec_from_hf_config", "spec_from_official", "unwrap",
-]
-
-
 # ---------------------------------------------------------------- small helpers
 
 
@@ -76,7 +63,7 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def _kind_of(model: nn.Module) -> str:
+def model_kind(model: nn.Module) -> str:
     model = unwrap(model)
     if isinstance(model, VideoMAEPretrainer):
         return "pretrainer"
@@ -220,7 +207,7 @@ def load_state_dict_any(path: str | os.PathLike, num_frames: int | None = None,
         elif is_hf_state_dict(sd) and (path.parent / "config.json").exists():
             return load_state_dict_any(path.parent, num_frames, img_size, num_heads, decoder_heads)
         else:
-            _check_pos_embed(sd)
+            check_pos_embed(sd)
             sd = official_to_ours(sd)
             kind = _kind_from_keys(sd)
             spec = spec_from_official(sd, {}, kind, num_heads, decoder_heads)
@@ -231,7 +218,7 @@ def load_state_dict_any(path: str | os.PathLike, num_frames: int | None = None,
             if not (path.parent / "config.json").exists():
                 raise CheckpointError(f"{path}: transformers VideoMAE weights need their config.json alongside")
             return load_state_dict_any(path.parent, num_frames, img_size, num_heads, decoder_heads)
-        _check_pos_embed(sd)
+        check_pos_embed(sd)
         sd = official_to_ours(sd)
         kind = _kind_from_keys(sd)
         spec = spec_from_official(sd, args, kind, num_heads, decoder_heads)
@@ -345,7 +332,7 @@ def save_checkpoint(model: nn.Module, path, config: dict | None = None, extra: d
     from safetensors.torch import save_file
 
     inner = unwrap(model)
-    kind = _kind_of(inner)
+    kind = model_kind(inner)
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
@@ -363,7 +350,7 @@ def save_checkpoint(model: nn.Module, path, config: dict | None = None, extra: d
 def save_official(model: nn.Module, path) -> Path:
     """Write a VideoMAE-format ``.pth`` ({"model": state_dict} with VideoMAE's names)."""
     inner = unwrap(model)
-    kind = _kind_of(inner)
+    kind = model_kind(inner)
     if kind == "classifier" and inner.spec.pool != "mean":
         raise CheckpointError(f"a classifier with pool={inner.spec.pool!r} has no VideoMAE equivalent "
                               "(it mean-pools all tokens); save it in mgm's format")

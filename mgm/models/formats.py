@@ -233,7 +233,7 @@ def official_to_ours(sd: dict) -> dict:
         if k in ("pos_embed", "encoder.pos_embed", "decoder.pos_embed", "cls_token"):
             if k == "cls_token":
                 raise CheckpointError("checkpoint has a cls_token; VideoMAE (mean pooling) has none")
-            continue  # a learnable table is checked in _check_pos_embed
+            continue  # a learnable table is checked in check_pos_embed
         if re.search(r"\.gamma_[12]$", k):
             raise CheckpointError(f"{k}: layer scale (init_values > 0) is not supported")
         if k.startswith(("patch_embed.", "blocks.")):
@@ -251,7 +251,7 @@ def ours_to_official(sd: dict, kind: str) -> dict:
     return {(k[len("encoder."):] if k.startswith("encoder.") else k): v for k, v in sd.items()}
 
 
-def _check_pos_embed(sd: dict) -> None:
+def check_pos_embed(sd: dict) -> None:
     from mgm.models.vit import sinusoid_table
 
     for k in ("pos_embed", "encoder.pos_embed"):

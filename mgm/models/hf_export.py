@@ -18,7 +18,8 @@ from pathlib import Path
 
 from torch import nn
 
-from mgm.models.checkpoint import CheckpointError, _kind_of, hf_config_from_spec, load_checkpoint, ours_to_hf, unwrap
+from mgm.models.checkpoint import load_checkpoint, model_kind, unwrap
+from mgm.models.formats import CheckpointError, hf_config_from_spec, ours_to_hf
 
 
 def export_hf(source, out_dir, names: str = "4", id2label: dict | None = None) -> Path:
@@ -31,7 +32,7 @@ def export_hf(source, out_dir, names: str = "4", id2label: dict | None = None) -
     from safetensors.torch import save_file
 
     model = unwrap(source) if isinstance(source, nn.Module) else load_checkpoint(source)
-    kind = _kind_of(model)
+    kind = model_kind(model)
     spec = model.spec
     if spec.attention != "joint":
         raise CheckpointError("divided space-time attention has no transformers VideoMAE equivalent")

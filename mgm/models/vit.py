@@ -39,8 +39,7 @@ Parameter names (used by layer-wise lr decay, see ``layer_id``)::
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
