@@ -243,3 +243,35 @@ def test_cli_export_round_trip(tmp_path, capsys):
     assert torch.equal(back(v), c(v))
     off = load_checkpoint(tmp_path / "c.pth", num_frames=4, img_size=32, num_heads=2)
     assert (off(v) - c(v)).abs().max() < 1e-6
+
+
+def test_time_pooling(tmp_path):
+    """pool="time": per-temporal-index spatial means, fc_norm, concatenated (T'·D features)."""
+    from mgm.models.hf_export import export_hf
+
+    torch.manual_seed(0)
+    mean = build_classifier("custom", num_classes=3, **TINY, **SMALL)
+    timed = build_classifier("custom", num_classes=3, pool="time", **TINY, **SMALL)
+    timed.load_state_dict({k: v for k, v in mean.state_dict().items() if not k.startswith("head.")}, strict=False)
+    mean.eval(), timed.eval()
+    x = _video()
+    with torch.no_grad():
+        fm, ft = mean.forward_features(x), timed.forward_features(x)
+        assert fm.shape == (2, 32) and ft.shape == (2, 2 * 32) and timed.num_features == 64
+        assert timed(x).shape == (2, 3)
+        # the mean of the per-index pooled tokens is the mean-pooled token (before fc_norm)
+        enc = timed.encoder(x)
+        torch.testing.assert_close(enc.reshape(2, 2, -1, 32).mean(2).mean(1), enc.mean(1))
+        per_index = timed.fc_norm(enc.reshape(2, 2, -1, 32).mean(2))          # (B, T', D)
+        torch.testing.assert_close(ft, per_index.flatten(1))
+    # a pretrainer's encoder loads into a time-pooled classifier; formats without it refuse it
+    path = save_checkpoint(_pre(), tmp_path / "pre.safetensors")
+    clf = load_checkpoint(path, kind="classifier", num_classes=3, pool="time")
+    assert clf.spec.pool == "time" and clf.head.in_features == 64
+    with pytest.raises(CheckpointError, match="pool"):
+        export_hf(clf, tmp_path / "hf")
+    with pytest.raises(CheckpointError, match="pool"):
+        save_official(clf, tmp_path / "clf.pth")
+    assert load_checkpoint(save_checkpoint(clf, tmp_path / "clf.safetensors")).spec.pool == "time"
+    with pytest.raises(ValueError, match="pool"):
+        build_classifier("custom", num_classes=3, pool="max", **TINY, **SMALL)
