@@ -53,6 +53,20 @@ def broken_files(d: Path, good_video: Path) -> dict[str, Path]:
     return out
 
 
+def odd_videos(d: Path) -> dict[str, Path]:
+    """name -> path of readable videos that are unusual: a 3-frame H.264 clip, VP9 WebM and
+    MJPEG AVI (no codec motion vectors: the loader falls back to optical flow)."""
+    from mgm.video.synthetic import make_synthetic_video
+
+    d.mkdir(parents=True, exist_ok=True)
+    out = {"three_frames": d / "three_frames.mp4", "vp9": d / "vp9.webm", "mjpeg": d / "mjpeg.avi"}
+    make_synthetic_video(out["three_frames"], width=64, height=64, num_frames=3)
+    make_synthetic_video(out["vp9"], width=64, height=64, num_frames=20, codec="libvpx-vp9",
+                         options={"deadline": "realtime", "cpu-used": "8"})
+    make_synthetic_video(out["mjpeg"], width=64, height=64, num_frames=20, codec="mjpeg", bframes=0)
+    return out
+
+
 def tiny_cfg(train: str, **over):
     from mgm.config import load_config
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_fixtures import broken_files
+from data_fixtures import broken_files, odd_videos
 from mgm.cli import main
 
 
@@ -37,18 +37,29 @@ def test_synth_layout_and_boxes(synth):
 
 def test_check_names_bad_files_and_writes_clean_list(synth, tmp_path, capsys):
     bad = broken_files(tmp_path / "bad", synth / "videos/00000.mp4")
+    odd = odd_videos(tmp_path / "odd")
+    bad["three_frames"] = odd["three_frames"]
     lst = tmp_path / "mixed.txt"
     good = [synth / f"videos/{i:05d}.mp4" for i in range(3)]
     lst.write_text("".join(f"{p} {i}\n" for i, p in enumerate(good + list(bad.values()))))
     capsys.readouterr()
-    rc = main(["data", "check", str(lst), "--json", "--workers", "2", "--write-clean", str(tmp_path / "clean.txt")])
+    rc = main(["data", "check", str(lst), "--json", "--workers", "2", "--span", "31",
+               "--write-clean", str(tmp_path / "clean.txt")])
     rep = json.loads(capsys.readouterr().out)
-    assert rc == 1 and rep["total"] == 9 and rep["ok"] == 3
-    assert {b["path"] for b in rep["bad"]} == {str(p) for p in bad.values()}
-    assert all(b["reason"] for b in rep["bad"])
+    assert rc == 1 and rep["total"] == 10 and rep["ok"] == 3
+    reasons = {b["path"]: b["reason"] for b in rep["bad"]}
+    assert set(reasons) == {str(p) for p in bad.values()}
+    # each reason says what is wrong (not an exception's name)
+    assert reasons[str(bad["missing"])] == "no such file"
+    assert reasons[str(bad["empty"])].startswith("empty file")
+    assert reasons[str(bad["three_frames"])] == "too short: 3 frames, clip needs 31 (--min-frames 16)"
+    assert "no video stream" in reasons[str(bad["audio"])]
+    for k in ("random", "text", "truncated"):
+        assert reasons[str(bad[k])].startswith("not a readable video container"), reasons
+    assert not any("TypeError" in r for r in reasons.values()), reasons
     assert rep["codecs"] == {"h264": 3} and rep["no_motion_vectors"] == 0
     assert rep["frames"]["min"] == 20 and rep["duration_s"]["max"] > 0
-    assert any("short" in w["reason"] for w in rep["warnings"])          # 20 < 64 frames
+    assert {w["reason"] for w in rep["warnings"]} == {"short: 20 frames, clip needs 31 (the last frame repeats)"}
     clean = (tmp_path / "clean.txt").read_text().split("\n")
     assert [l.split()[0] for l in clean if l] == [str(p.resolve()) for p in good]
     rc = main(["data", "check", str(tmp_path / "clean.txt"), "--workers", "1", "--deep"])

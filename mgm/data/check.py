@@ -13,7 +13,6 @@ decoder errors in the middle). Findings:
 """
 from __future__ import annotations
 
-import os
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -32,34 +31,32 @@ def check_video(path: str, min_frames: int = 16, span: int = 0, deep: bool = Fal
         rec["reason"] = f"mgm.video unavailable: {e}"
         return rec
     try:
-        if not os.path.exists(path):
-            raise VideoError(f"{path}: no such file")
-        if os.path.getsize(path) == 0:
-            raise VideoError(f"{path}: empty file")
-        info = probe_video(path)
+        info = probe_video(path)      # missing, empty, not a video: VideoError(path, reason)
         rec.update(codec=info.codec, width=int(info.width), height=int(info.height),
                    fps=float(info.fps or 0), num_frames=int(info.num_frames or 0),
                    has_motion_vectors=bool(info.has_motion_vectors))
         rec["duration"] = round(rec["num_frames"] / rec["fps"], 3) if rec["fps"] > 0 else None
         clip = read_clip(path, num_frames=1, stride=1, indices=[0], motion="none")
         if clip.frames is None or len(clip.frames) == 0:
-            raise VideoError(f"{path}: decoded no frames")
+            raise VideoError(path, "decoded no frames")
         if deep:
             decoded = _decode_all(path)
             if decoded < rec["num_frames"]:
                 rec["warnings"].append(f"truncated: decoded {decoded} of {rec['num_frames']} frames")
             rec["num_frames"] = decoded if decoded else rec["num_frames"]
         if rec["num_frames"] < min_frames:
-            raise VideoError(f"{path}: too short: {rec['num_frames']} frames < {min_frames}")
+            needs = f", clip needs {span}" if span > rec["num_frames"] else ""
+            raise VideoError(path, f"too short: {rec['num_frames']} frames{needs} "
+                                   f"(--min-frames {min_frames})")
         if not rec["has_motion_vectors"]:
             rec["warnings"].append(f"no motion vectors ({rec['codec']}): optical-flow fallback; "
                                    "`mgm data transcode` makes H.264 copies")
         if span and rec["num_frames"] < span:
-            rec["warnings"].append(f"short: {rec['num_frames']} frames < one clip's {span} "
+            rec["warnings"].append(f"short: {rec['num_frames']} frames, clip needs {span} "
                                    "(the last frame repeats)")
         rec["ok"] = True
     except VideoError as e:
-        rec["reason"] = _strip(str(e), path)
+        rec["reason"] = e.reason
     except Exception as e:  # noqa: BLE001 - a checker reports, never crashes
         rec["reason"] = f"{type(e).__name__}: {_strip(str(e), path)}"
     return rec
