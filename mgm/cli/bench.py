@@ -9,10 +9,10 @@ import importlib
 
 # name -> (module, one-line help)
 BENCHMARKS = {
-    "motion": ("mgm.video.bench", "decode time: RGB only vs + codec motion vs + DIS flow"),
+    "motion": ("mgm.video.bench", "decode time: RGB only vs + codec motion vs + DIS flow (vs decord, torchcodec)"),
     "masks": ("mgm.masking.bench", "µs per mask per strategy, per clip and batched (vs decode time)"),
     "loader": ("mgm.data.bench", "clips/s through the DataLoader: tube vs MGM masks, interleaved"),
-    "model": ("mgm.models.bench", "pretraining step forward+backward time and memory, mask ratios side by side"),
+    "model": ("mgm.models.bench", "pretraining step time, memory, TFLOP/s, MFU, SDPA kernel; mask ratios side by side"),
 }
 
 
