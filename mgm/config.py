@@ -10,6 +10,7 @@ that are not fields of the tree are an error (a typo must not be silently ignore
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ from typing import Any
 
 import yaml
 
+from mgm.data.annotations import FORMATS
+from mgm.data.options import MOTIONS, SAMPLINGS
 from mgm.errors import UserError
-from mgm.masking.options import OPTIONS_USED, check_options, unused_options
+from mgm.masking.options import INITS, OPTIONS_USED, STRATEGIES, check_options, unused_options
+from mgm.models.options import ARCHS, ATTENTIONS, POOLS
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -119,6 +123,8 @@ class RunConfig:
     compile: bool = False
     log_every: int = 10
     ckpt_every_steps: int = 0         # 0: only at epoch end
+    ckpt_every_minutes: float = 0.0   # > 0: also a checkpoint when this much time has passed since
+                                      # the last one (0: off; the cluster presets set 30)
     keep_last: int = 2
     resume: str = ""                  # "" | auto | PATH
     max_bad_steps: int = 20           # consecutive non-finite losses before stopping
@@ -266,12 +272,51 @@ def _coerce(value: Any, hint, key: str, where: str):
 # ---------------------------------------------------------------- checks and listing
 
 TASKS = ("pretrain", "finetune", "linprobe", "eval")
+OPTIMIZERS = ("adamw", "sgd")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+# every key whose value is a name from a fixed list, and the list (owned by the module that
+# uses the names; all of them are torch-free). A typo here must fail before any data is read.
+CHOICES = {
+    "task": TASKS,
+    "model.arch": tuple(ARCHS),
+    "model.attention": ATTENTIONS,
+    "model.pool": POOLS,
+    "mask.strategy": STRATEGIES,
+    "mask.init": INITS,
+    "data.format": FORMATS,
+    "data.sampling": SAMPLINGS,
+    "data.motion": MOTIONS,
+    "optim.name": OPTIMIZERS,
+    "run.precision": PRECISIONS,
+}
+
+
+def check_choice(key: str, value, choices) -> None:
+    """ConfigError naming the key, the value and the choices (and the nearest one) unless
+    ``value`` is one of ``choices``."""
+    if value in choices:
+        return
+    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}{hint}")
+
+
+def get_key(cfg: Config, dotted: str):
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def validate_config(cfg: Config) -> None:
     """Errors a run would otherwise hit late (or silently): raise ConfigError with the fix."""
-    if cfg.task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
+    for key, choices in CHOICES.items():
+        check_choice(key, get_key(cfg, key), choices)
+    dev = cfg.run.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        check_choice("run.device", dev, DEVICES)
     if cfg.model.num_frames != cfg.data.num_frames:
         raise ConfigError(
             f"model.num_frames={cfg.model.num_frames} but data.num_frames={cfg.data.num_frames}: "
@@ -285,8 +330,6 @@ def validate_config(cfg: Config) -> None:
     o = cfg.optim
     if o.batch_size < 1 or o.accum_steps < 1:
         raise ConfigError("optim.batch_size and optim.accum_steps must be >= 1")
-    if o.name not in ("adamw", "sgd"):
-        raise ConfigError(f"optim.name must be adamw or sgd, got {o.name!r}")
     if len(o.betas) != 2:
         raise ConfigError(f"optim.betas needs two numbers, got {o.betas}")
     if not 0 < o.layer_decay <= 1:
@@ -296,10 +339,10 @@ def validate_config(cfg: Config) -> None:
     _validate_mask(cfg)
     if cfg.finetune.repeated_aug < 1:
         raise ConfigError("finetune.repeated_aug must be >= 1")
-    if cfg.run.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ConfigError(f"run.precision must be auto, fp32, bf16 or fp16, got {cfg.run.precision!r}")
-    if cfg.run.device not in ("auto", "cpu", "cuda") and not cfg.run.device.startswith("cuda:"):
-        raise ConfigError(f"run.device must be auto, cpu or cuda, got {cfg.run.device!r}")
+    r = cfg.run
+    if r.ckpt_every_steps < 0 or r.ckpt_every_minutes < 0 or r.keep_last < 1:
+        raise ConfigError("run.ckpt_every_steps and run.ckpt_every_minutes must be >= 0 (0: off) "
+                          "and run.keep_last >= 1")
 
 
 def _validate_mask(cfg: Config) -> None:

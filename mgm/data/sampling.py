@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mgm.data.options import SAMPLINGS
+
 
 def dense_indices(num_raw: int, num_frames: int, stride: int, start: int) -> np.ndarray:
     idx = start + stride * np.arange(num_frames, dtype=np.int64)
@@ -67,7 +69,7 @@ def clip_indices(
             return segment_indices(num_raw, num_frames, offset=0.5)
         return segment_indices(num_raw, num_frames, offset=segment_test_offsets(num_clips)[clip])
     if sampling != "dense":
-        raise ValueError(f"unknown sampling {sampling!r} (dense | segment)")
+        raise ValueError(f"unknown sampling {sampling!r} ({' | '.join(SAMPLINGS)})")
     if mode == "train":
         start = dense_random_start(num_raw, num_frames, stride, rng)
     elif mode == "val":

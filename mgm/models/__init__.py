@@ -6,7 +6,7 @@ does not import torch.
 import importlib
 
 _EXPORTS = {
-    "ARCHS": "mgm.models.vit",
+    "ARCHS": "mgm.models.options",
     "VideoMAEClassifier": "mgm.models.vit",
     "VideoMAEPretrainer": "mgm.models.vit",
     "VideoMAESpec": "mgm.models.vit",

@@ -46,23 +46,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mgm.models.options import ARCHS, ATTENTIONS, POOLS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# name -> (embed_dim, depth, num_heads, default decoder_dim, default decoder_heads)
-# small/base/large/huge decoders are VideoMAE's; vit_tiny's decoder (96 wide, 3 heads) is ours,
-# VideoMAE publishes no tiny pretrainer.
-ARCHS = {
-    "vit_tiny": (192, 12, 3, 96, 3),
-    "vit_small": (384, 12, 6, 192, 3),
-    "vit_base": (768, 12, 12, 384, 6),
-    "vit_large": (1024, 24, 16, 512, 8),
-    "vit_huge": (1280, 32, 16, 640, 8),
-}
-
-
-ATTENTIONS = ("joint", "divided")
-POOLS = ("mean", "time")
 
 
 @dataclass
