@@ -60,8 +60,11 @@ _warned_flow: set[str] = set()
 
 try:  # a side-data container not cached on the frame: no frame <-> side-data reference cycle
     from av.sidedata.sidedata import SideDataContainer as _SideData
+    from av.sidedata.sidedata import Type as _SideDataType
+
+    _MV_KEY = _SideDataType.MOTION_VECTORS
 except ImportError:  # pragma: no cover - older PyAV: frame.side_data (the cycle is only slower)
-    _SideData = None
+    _SideData, _MV_KEY = None, "MOTION_VECTORS"
 
 __all__ = ["read_clip", "Clip", "MOTION_MODES", "THREAD_TYPE", "THREAD_COUNT"]
 
@@ -334,7 +337,7 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts, s
             types[i] = ch
             last_fr, last_i = fr, i
             if codec_mv and not (zero_b and ch == "B"):
-                sd = (_SideData(fr) if _SideData is not None else fr.side_data).get("MOTION_VECTORS")
+                sd = (_SideData(fr) if _SideData is not None else fr.side_data).get(_MV_KEY)
                 if sd is not None:
                     vectors.add(i, sd)
             if i in want_rgb:

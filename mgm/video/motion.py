@@ -22,6 +22,7 @@ appends the raw side-data bytes to a ``VectorBuffer``.
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 
 import numpy as np
@@ -129,6 +130,7 @@ class VectorBuffer:
             self._buf = np.empty(1 << 20, np.uint8)
             if reuse:
                 _tls.storage = self._buf
+        self._view = None
         self._used = 0
         self.index: list[int] = []
         self.count: list[int] = []
@@ -144,8 +146,8 @@ class VectorBuffer:
         global MV_DTYPE
         if MV_DTYPE is None:
             MV_DTYPE = side_data.to_ndarray().dtype
-        raw = np.frombuffer(side_data, np.uint8)
-        n = raw.size // MV_DTYPE.itemsize
+        raw = memoryview(side_data).cast("B")
+        n = raw.nbytes // MV_DTYPE.itemsize
         if not n:
             return
         end = self._used + n * MV_DTYPE.itemsize
@@ -153,9 +155,12 @@ class VectorBuffer:
             grown = np.empty(max(2 * self._buf.size, end), np.uint8)
             grown[:self._used] = self._buf[:self._used]
             self._buf = grown
+            self._view = None
             if self._reuse:
                 _tls.storage = grown
-        self._buf[self._used:end] = raw[:end - self._used]
+        if self._view is None:
+            self._view = memoryview(self._buf)
+        self._view[self._used:end] = raw[:end - self._used]  # a memcpy, no numpy call per frame
         self._used = end
         self.index.append(int(index))
         self.count.append(n)
@@ -214,6 +219,14 @@ def vectors_to_grid(vectors, num_frames: int, height: int, width: int, grid: int
 _CHUNK = 65536
 
 
+@functools.lru_cache(maxsize=16)
+def _cell_luts(grid: int, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row offset (y) and column (x) of the cell holding a block centre coordinate 0..32767
+    (int16), on a (gh + 1) x (gw + 1) grid whose last row/column collects the padding."""
+    cells = np.arange(1 << 15) // grid
+    return np.minimum(cells, gh) * (gw + 1), np.minimum(cells, gw)
+
+
 def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int, width: int, grid: int,
                     k_past: np.ndarray, k_fut: np.ndarray, exact: bool = False):
     """``vectors_to_grid`` for the frames ``offset .. offset+num_frames-1`` of ``buf`` as
@@ -249,10 +262,8 @@ def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int
     GH, GW = gh + 1, gw + 1
     ncell = GH * GW
     fast = grid % 16 == 0 and not exact
-    if fast:  # cell row offset / column of a block centre coordinate (int16: 0..32767)
-        cells = np.arange(1 << 15) // grid
-        cy_lut = np.minimum(cells, gh) * GW
-        cx_lut = np.minimum(cells, gw)
+    if fast:
+        cy_lut, cx_lut = _cell_luts(grid, gh, gw)
     # runs of whole frames; a frame index seen twice (broken timestamps) sums all its vectors
     chunked = fast and bool(np.all(np.diff(pos) > 0))
     isz = MV_DTYPE.itemsize
