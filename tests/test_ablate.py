@@ -7,8 +7,8 @@ import math
 
 def test_ablation_two_strategies_few_steps(tmp_path):
     from mgm.data.synth import make_synth_dataset
-    from mgm.report.ablate import Recipe, format_table, run_ablation
-    from mgm.report.figures import png_size
+    from mgm.experiments.ablate import Recipe, format_table, run_ablation
+    from mgm.experiments.figures import png_size
 
     data = tmp_path / "data"
     make_synth_dataset(data, videos=40, size=112, frames=32, workers=2, progress=False)
@@ -47,7 +47,7 @@ def test_ablation_two_strategies_few_steps(tmp_path):
 
 
 def test_summary_mean_std():
-    from mgm.report.ablate import summarize
+    from mgm.experiments.ablate import summarize
 
     rows = [{"variant": "a", "seed": s, "linprobe_top1": v, "final_loss": 1.0, "pretrain_seconds": 1.0,
              "seconds": 2.0} for s, v in enumerate([10.0, 20.0, 30.0])]

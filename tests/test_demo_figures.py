@@ -30,7 +30,7 @@ def test_last_attention_matches_sdpa():
 
 def test_reconstruct_keeps_visible_patches_and_labels_target_stats():
     from mgm.models import build_pretrainer
-    from mgm.report.figures import reconstruct
+    from mgm.experiments.figures import reconstruct
 
     torch.manual_seed(0)
     m = build_pretrainer("vit_tiny", num_frames=4, img_size=32, depth=1, decoder_depth=1)

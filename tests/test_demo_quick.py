@@ -10,7 +10,7 @@ import pytest
 def test_demo_quick_end_to_end(tmp_path):
     from mgm.cli import main
     from mgm.masking import STRATEGIES
-    from mgm.report import figures as F
+    from mgm.experiments import figures as F
 
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
@@ -46,7 +46,7 @@ def test_demo_quick_end_to_end(tmp_path):
 
 
 def test_png_size_rejects_non_png(tmp_path):
-    from mgm.report.figures import png_size
+    from mgm.experiments.figures import png_size
 
     p = tmp_path / "x.png"
     p.write_bytes(b"not a png at all, really not")

@@ -31,7 +31,7 @@ def test_bold_style_same_motion_higher_contrast(tmp_path):
 
 
 def test_ensure_dataset_regenerates_on_style_or_size_change(tmp_path):
-    from mgm.report.demo import ensure_dataset
+    from mgm.experiments.demo import ensure_dataset
 
     d = tmp_path / "data"
     a = ensure_dataset(d, 5, size=64, style="bold")

@@ -12,7 +12,7 @@ def _write_boxes(path, key, boxes, w, h):
 
 
 def test_saliency_moving_object_box_scores_above_one(tmp_path, synthetic_video_factory):
-    from mgm.report.saliency import load_boxes_file, saliency
+    from mgm.experiments.saliency import load_boxes_file, saliency
 
     truth = synthetic_video_factory(width=112, height=112, num_frames=32, distractors=2, seed=3)
     boxes = np.asarray(truth.boxes)[:, 0]                 # (T, 4): the moving object
@@ -46,7 +46,7 @@ def test_saliency_cli_on_synth_set(tmp_path, capsys):
 
 
 def test_something_else_format_and_matching(tmp_path):
-    from mgm.report.saliency import inside_mask, load_boxes_file, match
+    from mgm.experiments.saliency import inside_mask, load_boxes_file, match
 
     se = {"12345": [
         {"name": "12345/0001.jpg", "labels": [{"box2d": {"x1": 0, "y1": 0, "x2": 31, "y2": 31}, "category": "hand"},

@@ -64,7 +64,7 @@ def register(sub) -> None:
         description="Average motion magnitude inside the object boxes over outside, per video and "
                     "overall (the paper's saliency score). BOXES: mgm data synth's boxes.json (per-frame "
                     "xyxy pixel boxes) or Something-Else bounding_box_annotations.json. See "
-                    "mgm.report.saliency for the formats.")
+                    "mgm.experiments.saliency for the formats.")
     s.add_argument("list", metavar="LIST", help="VideoMAE list / SSv2 JSON / folder of the videos")
     s.add_argument("--boxes", required=True, metavar="BOXES.json")
     s.add_argument("--data-root", default="", help="prefix for relative paths in the list")
@@ -84,7 +84,7 @@ def argparseSUPPRESS():
 
 
 def _demo(args) -> int:
-    from mgm.report.demo import run_demo
+    from mgm.experiments.demo import run_demo
 
     m = run_demo(args.out, quick=args.quick, data_dir=args.data, seed=args.seed, progress=True,
                  norm_pix_loss=args.norm_pix,
@@ -106,8 +106,8 @@ def _ablate(args) -> int:
     from pathlib import Path
 
     from mgm.errors import UserError
-    from mgm.report.ablate import Recipe, format_table, run_ablation
-    from mgm.report.demo import ensure_dataset
+    from mgm.experiments.ablate import Recipe, format_table, run_ablation
+    from mgm.experiments.demo import ensure_dataset
 
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
@@ -156,7 +156,7 @@ def _saliency(args) -> int:
 
     from mgm.errors import UserError
     from mgm.data.annotations import AnnotationError, load_annotations
-    from mgm.report.saliency import load_boxes_file, saliency
+    from mgm.experiments.saliency import load_boxes_file, saliency
 
     try:
         ann = load_annotations(args.list, root=args.data_root)

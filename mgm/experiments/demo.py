@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from mgm.report.ablate import BASELINE, Recipe
+from mgm.experiments.ablate import BASELINE, Recipe
 
 # videos, pretraining epochs, probe epochs, input side, synthetic style, base lr (x batch/256).
 # 64x64 input (tubelets 2x16x16: 8x4x4 = 128 tokens) and the high-contrast "bold" set: at 112x112 on
@@ -178,7 +178,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         metrics["data"]["train"] = n_train
 
         bar.start("pretrain", follow=Path(recipe.out_dir) / "pretrain" / "log.jsonl", steps=steps)
-        from mgm.report import ablate
+        from mgm.experiments import ablate
 
         # in a spawned process, so the caller's process (a notebook, a test) keeps no
         # DataLoader workers or thread pools of the run and gets its memory back
@@ -208,7 +208,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         metrics["stage_seconds"] = bar.times
         metrics["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str) + "\n")
-        from mgm.report.write import write_report
+        from mgm.experiments.write import write_report
 
         write_report(out, metrics)
     finally:
@@ -223,7 +223,7 @@ def make_figures(out: Path, fig_dir: Path, data: Path, weights: str, base_weight
     from mgm.data import transforms
     from mgm.masking import motion_to_patch_magnitude
     from mgm.models import load_checkpoint
-    from mgm.report import figures as F
+    from mgm.experiments import figures as F
     from mgm.video import read_clip
 
     figs = {}
