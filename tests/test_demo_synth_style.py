@@ -1,4 +1,4 @@
-"""The demo's high-contrast synthetic set (``style="bold"``) and ensure_dataset's reuse rule."""
+"""The generated demo sets (``style="bold"``, ``style="actions"``) and ensure_dataset's reuse rule."""
 from __future__ import annotations
 
 import json
@@ -41,3 +41,33 @@ def test_ensure_dataset_regenerates_on_style_or_size_change(tmp_path):
     assert ensure_dataset(d, 5, size=64, style="bold")["reused"]
     assert not ensure_dataset(d, 5, size=64, style="natural")["reused"]
     assert json.loads((d / "boxes.json").read_text())["style"] == "natural"
+
+
+def test_actions_style_figures_carry_the_action(tmp_path):
+    """The articulated set: 8 classes, boxes follow the figure, the limbs move more than the
+    body (several parts at different speeds), sit_down is stand_up reversed in time."""
+    from mgm.data.synth import make_synth_dataset, style_classes
+    from mgm.data.synth_figures import CLASSES, figure_spec, render_figure
+
+    rep = make_synth_dataset(tmp_path / "a", videos=16, size=64, frames=24, seed=0, style="actions", progress=False)
+    assert rep["classes"] == 8 and style_classes("actions") == CLASSES
+    meta = json.loads((tmp_path / "a" / "boxes.json").read_text())
+    assert meta["classes"] == list(CLASSES) and len(meta["videos"]) == 16
+    assert len((tmp_path / "a" / "all.txt").read_text().split()) == 32
+    for rel, v in meta["videos"].items():
+        b = np.asarray(v["boxes"])
+        assert b.shape == (24, 4) and np.all(b[:, 2] > b[:, 0] + 5) and np.all(b[:, 3] > b[:, 1] + 10)
+        assert CLASSES[v["label"]] == v["class"]
+    walk = figure_spec(CLASSES.index("walk_right"), 64, 24, np.random.default_rng(0))
+    frames, boxes = render_figure(walk, 64, 24)
+    assert frames.shape == (24, 64, 64, 3) and boxes[-1, 0] > boxes[0, 0] + 4      # moved right
+    sit = figure_spec(CLASSES.index("sit_down"), 64, 24, np.random.default_rng(1))
+    stand = dict(sit, **{"class": "stand_up"})
+    fs, bs = render_figure(sit, 64, 24)
+    ft, bt = render_figure(stand, 64, 24)
+    assert bs[-1, 1] > bs[0, 1] + 3 and np.allclose(bs[::-1, 1], bt[:, 1], atol=1.5)
+    wave = figure_spec(CLASSES.index("wave"), 64, 24, np.random.default_rng(2))
+    fw, bw = render_figure(wave, 64, 24)
+    moving = np.abs(np.diff(fw.astype(np.float32), axis=0)).mean(-1).mean(0)   # (H, W)
+    ys, xs = np.nonzero(moving > 4)
+    assert len(ys) > 0 and ys.mean() < bw[:, 1].mean() + 0.4 * (bw[:, 3] - bw[:, 1]).mean()  # the arm, up high

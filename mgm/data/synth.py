@@ -1,6 +1,11 @@
-"""The motion-classes demo dataset (``mgm data synth``).
+"""The generated demo datasets (``mgm data synth``): motion classes, or articulated actions.
 
-A Something-Something-like set whose classes are defined only by motion: one textured
+``style="actions"`` (:mod:`mgm.data.synth_figures`): stick figures doing eight actions (walk
+left / right, wave, clap, jump, kick, sit down, stand up) over textured scenes; the limbs carry
+the action, several parts move at different speeds. What ``mgm demo`` and ``mgm study`` use.
+
+``style="natural"`` / ``"bold"``: a Something-Something-like set whose classes are defined only
+by motion: one textured
 object (random shape, size, aspect and texture) that moves left / right / up / down, comes
 towards the camera (grows) or goes away (shrinks), or rotates clockwise /
 counter-clockwise in place; over a random textured background with static textured
@@ -12,6 +17,7 @@ Layout written under OUT_DIR::
 
     videos/00000.mp4 ...      the clips
     train.txt, val.txt        VideoMAE lists, "videos/00000.mp4 LABEL" (relative to OUT_DIR)
+    all.txt                   every video (train + val), in index order
     classes.txt               class names, line i = label i
     boxes.json                per-frame object boxes (format below)
 
@@ -41,15 +47,28 @@ import numpy as np
 
 from mgm.data.parallel import progress_map
 
+from mgm.data import synth_figures
+from mgm.video.synthetic import smooth_noise
+
 CLASSES = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 VAL_EVERY = 5          # videos 4, 9, 14, ... go to val (every class once per 40 videos)
-STYLES = ("natural", "bold")
+STYLES = ("natural", "bold", "actions")
 BOLD_GROW = 1.4        # bold style: object side x this (0.31-0.45 of the frame instead of 0.22-0.32)
 
 
-def video_spec(index: int, size: int, frames: int, seed: int) -> dict:
-    """Everything random about video ``index`` (deterministic in seed and index)."""
+def style_classes(style: str) -> tuple[str, ...]:
+    return synth_figures.CLASSES if style == "actions" else CLASSES
+
+
+def video_spec(index: int, size: int, frames: int, seed: int, style: str = "natural") -> dict:
+    """Everything random about video ``index`` (deterministic in seed, index and style)."""
     rng = np.random.default_rng([seed, index])
+    split = "val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"
+    if style == "actions":
+        label = index % len(synth_figures.CLASSES)
+        return {"index": index, "label": label, "split": split,
+                "figure": synth_figures.figure_spec(label, size, frames, rng),
+                "class": synth_figures.CLASSES[label]}
     label = index % len(CLASSES)
     cls = CLASSES[label]
     base = size * rng.uniform(0.22, 0.32)
@@ -76,8 +95,7 @@ def video_spec(index: int, size: int, frames: int, seed: int) -> dict:
     pan = rng.uniform(-0.4, 0.4, 2) if rng.random() < 0.7 else np.zeros(2)
     return {"index": index, "label": label, "class": cls, "object": obj,
             "pan": (float(pan[0]), float(pan[1])), "distractors": int(rng.integers(2, 4)),
-            "render_seed": int(rng.integers(2**31)),
-            "split": "val" if index % VAL_EVERY == VAL_EVERY - 1 else "train"}
+            "render_seed": int(rng.integers(2**31)), "split": split}
 
 
 def _object(spec: dict, grow: float = 1.0):
@@ -88,14 +106,6 @@ def _object(spec: dict, grow: float = 1.0):
                            velocity=o["velocity"], scale=o.get("scale", 1.0),
                            scale_rate=o.get("scale_rate", 1.0), angle=o["angle"],
                            rotation=o.get("rotation", 0.0), shape=o["shape"], seed=o["seed"])
-
-
-def _smooth(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
-    """(h, w, 3) float32 smooth noise in [0, 1]: a cells x cells random grid, cubic-resized."""
-    import cv2
-
-    g = rng.random((cells + 1, cells + 1, 3), dtype=np.float32)
-    return np.clip(cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
 def render_bold(spec: dict, size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,17 +119,17 @@ def render_bold(spec: dict, size: int, frames: int) -> tuple[np.ndarray, np.ndar
     px, py = spec["pan"]
     mx, my = int(np.ceil(abs(px) * frames)) + 2, int(np.ceil(abs(py) * frames)) + 2
     tint = rng.uniform(0.6, 1.0, 3).astype(np.float32)
-    bg = (0.08 + 0.22 * _smooth(rng, size + my, size + mx, 4)) * tint
+    bg = (0.08 + 0.22 * smooth_noise(rng, size + my, size + mx, 4)) * tint
     ox0, oy0 = (mx - 1 if px > 0 else 1), (my - 1 if py > 0 else 1)
     static = []
     for _ in range(spec["distractors"]):
         dw, dh = (int(v) for v in rng.integers(size // 8, size // 4, 2))
         x0, y0 = (int(v) for v in rng.integers(0, size - max(dw, dh), 2))
-        static.append((x0, y0, 0.3 + 0.2 * _smooth(rng, dh, dw, 2)))
+        static.append((x0, y0, 0.3 + 0.2 * smooth_noise(rng, dh, dw, 2)))
     w, h = max(2, int(round(ob.size[0]))), max(2, int(round(ob.size[1])))
     orng = np.random.default_rng(ob.seed)
     ca, cb = orng.uniform(0.75, 1.0, 3), orng.uniform(0.2, 0.6, 3)      # bright / darker colour
-    f = _smooth(orng, h, w, 2)[..., :1]
+    f = smooth_noise(orng, h, w, 2)[..., :1]
     tex = (ca * (f > 0.5) + cb * (f <= 0.5)).astype(np.float32)
     mask = np.ones((h, w), np.float32)
     if ob.shape == "ellipse":
@@ -150,6 +160,10 @@ def render_one(path: str, spec: dict, size: int, frames: int, fps: float = 25.0,
     """Render and encode one video; returns its per-frame boxes (xyxy)."""
     from mgm.video.synthetic import encode_frames, make_synthetic_video
 
+    if style == "actions":
+        imgs, boxes = synth_figures.render_figure(spec["figure"], size, frames)
+        encode_frames(path, imgs, fps=fps)
+        return [[round(float(x), 2) for x in b] for b in boxes]
     if style == "bold":
         imgs, boxes = render_bold(spec, size, frames)
         encode_frames(path, imgs, fps=fps)
@@ -182,26 +196,28 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    specs = [video_spec(i, size, frames, seed) for i in range(videos)]
+    specs = [video_spec(i, size, frames, seed, style) for i in range(videos)]
     jobs = [(str(out), s, size, frames, fps, style) for s in specs]
     results: dict[str, list] = {}
     for rel, boxes in progress_map(_job, jobs, workers=workers, desc="synth", progress=progress,
                                    chunksize=4):
         results[rel] = boxes
-    lists = {"train": [], "val": []}
+    lists = {"train": [], "val": [], "all": []}
+    classes = style_classes(style)
     meta = {"format": "xyxy", "units": "pixels", "width": size, "height": size, "fps": fps,
-            "num_frames": frames, "seed": seed, "style": style, "classes": list(CLASSES), "videos": {}}
+            "num_frames": frames, "seed": seed, "style": style, "classes": list(classes), "videos": {}}
     for s in specs:
         rel = f"videos/{s['index']:05d}.mp4"
         lists[s["split"]].append(f"{rel} {s['label']}")
+        lists["all"].append(f"{rel} {s['label']}")
         meta["videos"][rel] = {"label": s["label"], "class": s["class"], "split": s["split"],
                                "boxes": results[rel]}
     for name, lines in lists.items():
         (out / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    (out / "classes.txt").write_text("\n".join(classes) + "\n")
     (out / "boxes.json").write_text(json.dumps(meta))
     return {"dir": str(out), "train": len(lists["train"]), "val": len(lists["val"]),
-            "classes": len(CLASSES)}
+            "classes": len(classes)}
 
 
 def load_boxes(path: str | os.PathLike) -> dict:

@@ -233,3 +233,11 @@ def make_synthetic_video(path: str | Path, width: int = 128, height: int = 96, n
     return SyntheticTruth(path=Path(path), width=width, height=height, fps=float(fps),
                           num_frames=num_frames, boxes=boxes, centres=centres,
                           pan=(float(pan[0]), float(pan[1])), objects=list(objects))
+
+
+def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """(h, w, 3) float32 smooth noise in [0, 1]: a cells x cells random grid, cubic-resized."""
+    import cv2
+
+    g = rng.random((cells + 1, cells + 1, 3), dtype=np.float32)
+    return np.clip(cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
