@@ -42,7 +42,7 @@ MOTION_MODES = ("auto", "codec", "flow", "none")
 # B-pyramid clip differ from a slice-threaded decode, differently on each run).
 THREAD_TYPE = "SLICE"
 # One thread: most H.264 files have one slice per frame, where slice threads only add start-up
-# and hand-off cost (decode + RGB 5-18 % more CPU with FFmpeg's default count).
+# and hand-off cost; data loader workers are the parallelism.
 THREAD_COUNT = 1
 _PICT = {1: "I", 2: "P", 3: "B", 4: "S", 5: "i", 6: "p", 7: "b"}
 _MAX_DECODE_ERRORS = 50
@@ -51,10 +51,9 @@ _MAX_DECODE_ERRORS = 50
 SKIP_PREROLL_NONREF = True      # those before the first frame needed
 SKIP_UNSAMPLED_NONREF = True    # those between sampled frames (RGB-only and flow reads)
 # Not for codec motion: their vectors are what the per-span median needs against x264's
-# multi-reference P-frames. Skipping them there was measured on the synthetic ground truth
-# (16 frames x stride 4): IBBBP with 2 references, object motion 1.5x too large on 74 % of
-# frames; B-pyramid clips, argmax in a true box 97.4 -> 95.8 %; keeping 3 decoded frames per
-# span fixed the magnitudes but still lost 2-4 points of argmax-in-box.
+# multi-reference P-frames. Skipping them there (benchmarks/motion_skip_quality.py, synthetic
+# clips with known motion, 16 frames x stride 4): IBBBP with 2 references, object motion off
+# by > 30 % on 74 % of frames; top-1 motion cell in a true object box 97.4 -> 95.8 % (340x256).
 SKIP_UNSAMPLED_NONREF_MOTION = False
 _warned_flow: set[str] = set()
 
