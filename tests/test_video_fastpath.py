@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mgm.video.decode as dec
-from mgm.video import motion as mv
+from mgm.video import vectors as vec
 from mgm.video import read_clip
 
 
@@ -98,12 +98,12 @@ def _record_buffer(rng, frames, width, height):
     both directions) for ``frames`` frames."""
     import av  # noqa: F401  (the AVMotionVector dtype comes from PyAV's to_ndarray)
 
-    if mv.MV_DTYPE is None:
+    if vec.MV_DTYPE is None:
         pytest.skip("no motion vector dtype learnt yet")
-    buf = mv.VectorBuffer()
+    buf = vec.VectorBuffer()
     for f in range(frames):
         n = int(rng.integers(1, 400))
-        a = np.zeros(n, mv.MV_DTYPE)
+        a = np.zeros(n, vec.MV_DTYPE)
         wh = rng.choice([(16, 16), (16, 8), (8, 16), (8, 8)], n)
         a["w"], a["h"] = wh[:, 0], wh[:, 1]
         a["dst_x"] = rng.integers(0, (width + 15) // 16, n) * 16 + rng.choice([4, 8, 12], n)
@@ -122,9 +122,9 @@ def test_grid_in_chunks_equals_one_pass_and_a_plain_loop(synthetic_video_path, m
     R, H, W = 12, 100, 136
     buf = _record_buffer(rng, R, W, H)
     kp, kf = rng.integers(1, 5, R).astype(np.float32), rng.integers(1, 5, R).astype(np.float32)
-    one = mv.grid_components(buf, 0, R, H, W, 16, kp, kf)
-    monkeypatch.setattr(mv, "_CHUNK", 300)  # several runs of frames
-    chunked = mv.grid_components(buf, 0, R, H, W, 16, kp, kf)
+    one = vec.grid_components(buf, 0, R, H, W, 16, kp, kf)
+    monkeypatch.setattr(vec, "_CHUNK", 300)  # several runs of frames
+    chunked = vec.grid_components(buf, 0, R, H, W, 16, kp, kf)
     for x, y in zip(one, chunked):
         np.testing.assert_array_equal(x, y)
     # the definition, one block at a time

@@ -6,6 +6,7 @@ import pytest
 
 from mgm.video import read_clip
 from mgm.video import motion as mv
+from mgm.video import vectors as vec
 
 V = np.array([1.5, 0.75])  # default fixture object velocity, px/frame
 
@@ -150,12 +151,12 @@ def test_grid_fast_path_matches_block_splitting(synthetic_video):
     vecs = [(i - clip.meta["raw_motion_start"], a) for i, a in clip.meta["vectors"]]
     R = clip.meta["raw_velocity"].shape[0]
     args = (vecs, R, 96, 128, 16, clip.meta["k_past"], clip.meta["k_future"])
-    v1, ok1 = mv.vectors_to_grid(*args)
-    v2, ok2 = mv.vectors_to_grid(*args, exact=True)
+    v1, ok1 = vec.vectors_to_grid(*args)
+    v2, ok2 = vec.vectors_to_grid(*args, exact=True)
     np.testing.assert_array_equal(ok1, ok2)
     np.testing.assert_allclose(v1, v2, atol=1e-5)
     # grid 8 and 32 give consistent shapes and the same overall mean motion
-    v8, ok8 = mv.vectors_to_grid(*args[:4], 8, *args[5:])
+    v8, ok8 = vec.vectors_to_grid(*args[:4], 8, *args[5:])
     assert v8.shape == (R, 12, 16, 2)
     w16 = np.abs(v1[ok1]).mean()
     w8 = np.abs(v8[ok8]).mean()

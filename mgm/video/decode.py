@@ -224,7 +224,7 @@ class _Pass:
     gray: dict
     types: dict
     pre_types: dict           # picture types of frames decoded before the first needed one
-    vectors: object           # mgm.video.motion.VectorBuffer (codec motion) or None
+    vectors: object           # mgm.video.vectors.VectorBuffer (codec motion) or None
     packets: dict             # pts -> (decode position, is reference) of every demuxed packet
     last_fr: object
     last_i: int
@@ -235,7 +235,8 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts, s
     """The decode loop. Returns a _Pass, or why it must be run again on a reopened file:
     "seek" when the seek skipped needed frames, "skip" when the file ended right after
     non-reference frames that were skipped (a truncated file: clamp to what is really there)."""
-    from mgm.video.motion import ZERO_B_CODECS, VectorBuffer, h264_ref_idc
+    from mgm.video.motion import ZERO_B_CODECS, h264_ref_idc
+    from mgm.video.vectors import VectorBuffer
 
     ctx = stream.codec_context
     codec = ctx.name
