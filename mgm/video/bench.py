@@ -121,7 +121,8 @@ def _time(fn):
 def bench_video(path, frames=16, stride=4, grid=16, repeats=9, seed=0, truth=None, peers=None) -> dict:
     import numpy as np
 
-    from mgm.video import probe_video, read_clip
+    from mgm.video.container import probe_video
+    from mgm.video.decode import read_clip
     from mgm.video.indices import sample_indices
 
     info = probe_video(path)
@@ -188,8 +189,8 @@ def bench_video(path, frames=16, stride=4, grid=16, repeats=9, seed=0, truth=Non
 def run(args) -> int:
     import tempfile
 
-    from mgm.cli import UserError
-    from mgm.video import VideoError
+    from mgm.errors import UserError
+    from mgm.video.container import VideoError
 
     if not args.videos and not args.synthetic:
         raise UserError("give VIDEO files and/or --synthetic")

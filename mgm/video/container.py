@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from mgm.video.motion import MV_CODECS
+
 
 # FFmpeg's tty demuxer opens any .txt/.asc/.diz/.nfo file as an "ANSI art" video
 _TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
@@ -112,8 +114,6 @@ def probe_video(path) -> VideoInfo:
     """Container/stream metadata without decoding. ``num_frames`` comes from the container
     header (exact for MP4/MOV/AVI) or is ``round(duration * fps)`` (``num_frames_exact=False``,
     e.g. WebM/MKV). Raises VideoError."""
-    from mgm.video.motion import MV_CODECS
-
     container, stream = open_video(path)
     try:
         fps = stream_fps(stream)

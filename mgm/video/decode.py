@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mgm.video.container import VideoError, describe_error, frame_count, open_video, stream_fps
+from mgm.video.flow import flow_motion
 from mgm.video.indices import pts_index, pts_origin, sample_indices
+from mgm.video.motion import MV_CODECS, ZERO_B_CODECS, codec_motion, h264_ref_idc
 from mgm.video.pixels import luma, to_rgb
+from mgm.video.vectors import VectorBuffer
 
 log = logging.getLogger("mgm.video")
 
@@ -119,8 +122,6 @@ def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = N
 
 
 def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, debug=False) -> Clip:
-    from mgm.video import motion as mv
-
     container, stream = open_video(path)
     try:
         codec = stream.codec_context.name
@@ -128,12 +129,12 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
         n, _ = frame_count(container, stream, fps)
         mode = motion
         if motion == "auto":
-            mode = "codec" if codec in mv.MV_CODECS else "flow"
+            mode = "codec" if codec in MV_CODECS else "flow"
             if mode == "flow" and codec not in _warned_flow:
                 _warned_flow.add(codec)
                 log.warning("mgm.video: codec %s exports no motion vectors; using DIS optical flow "
                             "(motion_source='flow')", codec)
-        elif motion == "codec" and codec not in mv.MV_CODECS:
+        elif motion == "codec" and codec not in MV_CODECS:
             raise VideoError(path, f"codec {codec} exports no motion vectors (motion='codec'); use "
                                    f"motion='auto' or 'flow', or transcode to H.264")
 
@@ -176,12 +177,10 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
             if res.t0 is not None and per_pts > 0:
                 def to_index(p, t0=res.t0):
                     return pts_index(p, t0, per_pts)
-            motion_arr, motion_valid, meta = mv.codec_motion(
+            motion_arr, motion_valid, meta = codec_motion(
                 res.vectors, res.packets, res.types, res.pre_types, idx, prev, first_span, H, W, grid,
                 to_index, debug)
         elif mode == "flow":
-            from mgm.video.flow import flow_motion
-
             motion_arr, motion_valid = flow_motion(res.gray, idx, prev, first_span, gh, gw, grid)
         else:
             motion_arr = np.zeros((len(idx), gh, gw, 2), np.float32)
@@ -235,9 +234,6 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts, s
     """The decode loop. Returns a _Pass, or why it must be run again on a reopened file:
     "seek" when the seek skipped needed frames, "skip" when the file ended right after
     non-reference frames that were skipped (a truncated file: clamp to what is really there)."""
-    from mgm.video.motion import ZERO_B_CODECS, h264_ref_idc
-    from mgm.video.vectors import VectorBuffer
-
     ctx = stream.codec_context
     codec = ctx.name
     need_hi = int(idx.max())
