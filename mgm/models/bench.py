@@ -284,13 +284,17 @@ def run(args) -> int:
         for c in configs:
             if c.get("oom"):
                 continue
-            if cuda:
-                torch.cuda.empty_cache()
             try:
                 dt, mem = c["step"]()
             except torch.cuda.OutOfMemoryError:
-                c["oom"] = True
-                continue
+                # cached blocks of the other configurations' shapes: free them and retry once
+                # (not before every step: cudaMalloc inside the timed step would count)
+                torch.cuda.empty_cache()
+                try:
+                    dt, mem = c["step"]()
+                except torch.cuda.OutOfMemoryError:
+                    c["oom"] = True
+                    continue
             if r >= warmup:
                 c["times"].append(dt)
                 if cuda:
