@@ -19,9 +19,9 @@ def _all_rgb(path):
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
-@pytest.mark.parametrize("pyramid", ["none", "normal"])
-def test_rgb_only_skips_unsampled_nonref_frames_same_pixels(synthetic_video_factory, pyramid):
-    truth = synthetic_video_factory(num_frames=80, gop=40, b_pyramid=pyramid)
+@pytest.mark.parametrize("pyramid,ext", [("none", "mp4"), ("normal", "mp4"), ("normal", "mkv"), ("normal", "ts")])
+def test_rgb_only_skips_unsampled_nonref_frames_same_pixels(synthetic_video_factory, pyramid, ext):
+    truth = synthetic_video_factory(num_frames=80, gop=40, b_pyramid=pyramid, ext=ext)
     ref = _all_rgb(truth.path)
     for start, stride in ((0, 4), (9, 3), (37, 4), (50, 2)):
         rgb = read_clip(truth.path, 7, stride, start=start, motion="none")

@@ -345,7 +345,9 @@ def _decode(container, stream, idx, first_span, mode, allow_seek, t0, per_pts, s
                 break
         if packet is None:
             break
-    if seeked and types and min(types) > need_lo and min(want_rgb) < min(types):
+    # the seek landed after a needed frame, or on no keyframe at all (MPEG-TS has no index:
+    # FFmpeg may land on a B-frame, and nothing decodes until the next keyframe)
+    if seeked and (not types or (min(types) > need_lo and min(want_rgb) < min(types))):
         return "seek"
     if not done and skipped_hi > (max(types) if types else -1):
         return "skip"
