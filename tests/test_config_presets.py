@@ -83,13 +83,16 @@ def test_overrides_and_errors():
     with pytest.raises(ConfigError, match="no preset"):
         load_config("no_such_preset")
     with pytest.raises(ConfigError, match="num_frames"):
-        validate_config(load_config("tiny", ["data.num_frames=8"]))
+        validate_config(load_config("tiny", ["data.num_frames=16"]))
 
 
-def test_tiny_presets_are_small():
+def test_tiny_presets_are_small_and_keep_an_8x8_mask_grid():
     for name in ("tiny", "tiny_finetune", "tiny_linprobe"):
         cfg = load_config(name)
-        assert cfg.model.arch == "vit_tiny" and cfg.data.size <= 112 and cfg.optim.epochs <= 5
+        m = cfg.model
+        assert m.arch == "vit_tiny" and m.depth == 4 and cfg.data.size <= 112 and m.pool == "time"
+        assert (m.img_size // m.patch, m.num_frames // m.tubelet) == (8, 4)   # masks legible, 256 tokens
+        assert cfg.optim.batch_size == 8 and not cfg.data.flip
     assert load_config("tiny_finetune").task == "finetune"
     assert load_config("tiny_linprobe").task == "linprobe"
 

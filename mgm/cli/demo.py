@@ -12,51 +12,48 @@ from mgm.masking.options import STRATEGIES
 
 def register(sub) -> None:
     d = sub.add_parser(
-        "demo", help="synthetic motion classes -> MGM pretraining -> linear probe -> report (md + html)",
-        description="Generate (or reuse) the synthetic motion-classes set, pretrain a tiny ViT with "
-                    "motion-guided masks, linearly probe it, and write OUT/report.md, OUT/report.html "
-                    "(self-contained), OUT/metrics.json and OUT/figures/*.png. About 10 minutes on 2 "
-                    "CPU cores; --quick about 1-2 minutes (a smoke test: its metrics mean nothing).")
+        "demo", help="does MGM pretraining help with few labels? tube vs MGM vs scratch -> report (md + html)",
+        description="Generate (or reuse) the actions set, pretrain a tiny ViT with tube masks and with "
+                    "motion-guided masks, fine-tune it and the same ViT from scratch on 4 labelled clips per "
+                    "class (3 seeds), probe it (linear, k-NN), and write OUT/report.md, OUT/report.html "
+                    "(self-contained), OUT/metrics.json and OUT/figures/*.png. About 10 minutes on 2 idle CPU "
+                    "cores (docs/results.md); --quick well under a minute (a smoke test: its numbers mean "
+                    "nothing).")
     d.add_argument("--out", default="mgm-demo", help="report directory (default ./mgm-demo)")
-    d.add_argument("--quick", action="store_true", help="small set, one pretraining epoch")
-    d.add_argument("--data", default=None, help="dataset directory to generate or reuse (default OUT/data)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--norm-pix", action="store_true",
-                   help="VideoMAE's per-patch normalised targets (default: pixel targets; see docs/results.md)")
-    d.add_argument("--videos", type=int, default=None, help=argparseSUPPRESS())
-    d.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default 60; --quick 1)")
-    d.add_argument("--probe-epochs", type=int, default=None, help=argparseSUPPRESS())
-    d.add_argument("--max-steps", type=int, default=None, help=argparseSUPPRESS())
+    d.add_argument("--quick", action="store_true", help="a smoke test of the whole path (under a minute)")
+    d.add_argument("--data", default=None, help="where the generated sets live (default OUT/data)")
+    d.add_argument("--jobs", type=int, default=2, help="runs in parallel, one torch thread each (default 2)")
     d.add_argument("--json", action="store_true", help="print the metrics as JSON")
     d.set_defaults(func=_demo)
 
+    st = sub.add_parser(
+        "study", help="data-efficiency protocol: pretrain per arm, fine-tune / probe / k-NN with K labels per class",
+        description="Generate (or reuse) an unlabeled pretraining set, a labelled pool and a test set of the "
+                    "'actions' style; pretrain one encoder per arm (same data, steps, schedule, initial "
+                    "weights; only the mask differs) and compare them with training from scratch by fine-tuning, "
+                    "linear probe and k-NN on K labelled clips per class. Mean ± std over seeds in "
+                    "OUT/table_study.md, OUT/study.png, OUT/summary_study.json; every run in OUT/results.jsonl "
+                    "(a second call runs only what is missing; mgm ablate with the same OUT reuses the runs "
+                    "they share). See docs/results.md.")
+    st.add_argument("--arms", nargs="+", default=["scratch", "random", "tube", "mgm"],
+                    choices=("scratch",) + STRATEGIES, help="default: scratch random tube mgm")
+    _protocol_arguments(st, "runs/study")
+    st.set_defaults(func=_study)
+
     a = sub.add_parser(
-        "ablate", help="mini ablations on the synthetic set: masks (Table 4e), ratio (Fig. 4a), motion (Table 4b)",
-        description="Identical tiny pretraining per variant (only the mask changes), then linear probe "
-                    "(and --finetune-epochs of fine-tuning) on the synthetic motion classes; a table "
-                    "(mean ± std over seeds) and a plot in OUT. Finished runs are kept in "
-                    "OUT/results.jsonl and skipped when the command is run again.")
-    a.add_argument("kind", choices=("masks", "ratio", "motion"),
-                   help="masks: strategies; ratio: MGM mask ratio 0.5..0.95; motion: codec vs DIS flow")
+        "ablate", help="the paper's ablations under the study protocol: masks (Table 4e), ratio (Fig. 4a), motion (4b)",
+        description="mgm study with arms along one axis: every mask strategy (masks), one strategy at several "
+                    "mask ratios (ratio), or codec motion vectors vs DIS optical flow as MGM's guidance (motion); "
+                    "scratch (no pretraining) is always the baseline.")
+    a.add_argument("kind", choices=("masks", "ratio", "motion"))
     a.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=None,
-                   help="masks: which strategies (default all seven); ratio/motion: the strategy (default mgm)")
+                   help="masks: the strategies (default all seven)")
+    a.add_argument("--strategy", choices=STRATEGIES, default="mgm", help="ratio / motion: the strategy (default mgm)")
     a.add_argument("--ratios", nargs="+", type=float, default=None,
-                   help="ratio: the ratios (default 0.5 0.6 0.75 0.85 0.9 0.95); others: the ratio (0.75)")
-    a.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    a.add_argument("--epochs", type=int, default=4, help="pretraining epochs (default 4)")
-    a.add_argument("--probe-epochs", type=int, default=30)
-    a.add_argument("--finetune-epochs", type=int, default=1, help="0: no fine-tuning (default 1)")
-    a.add_argument("--max-steps", type=int, default=0, help="cap pretraining (and fine-tuning) steps")
-    a.add_argument("--videos", type=int, default=240, help="synthetic videos to generate if --data is new")
-    a.add_argument("--data", default=None, help="synthetic set to generate or reuse (default OUT/data)")
-    a.add_argument("--out", default="runs/ablate", help="output directory (default runs/ablate)")
-    a.add_argument("--no-baseline", dest="baseline", action="store_false",
-                   help="masks: leave out the no-pretraining (random init) row")
-    a.add_argument("--norm-pix", action="store_true",
-                   help="VideoMAE's per-patch normalised targets (default: pixel targets; see docs/results.md)")
-    a.add_argument("--workers", type=int, default=1, help="DataLoader workers (default 1)")
-    a.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    a.add_argument("--json", action="store_true")
+                   help="ratio: the ratios (default 0.5 0.6 0.75 0.85 0.9 0.95)")
+    a.add_argument("--sources", nargs="+", choices=("codec", "flow"), default=None,
+                   help="motion: the motion sources (default codec flow)")
+    _protocol_arguments(a, "runs/ablate")
     a.set_defaults(func=_ablate)
 
     s = sub.add_parser(
@@ -77,76 +74,92 @@ def register(sub) -> None:
     s.set_defaults(func=_saliency)
 
 
-def argparseSUPPRESS():
-    import argparse
+def _protocol_arguments(p, out: str) -> None:
+    """The study protocol's options (``mgm.experiments.study.Study``)."""
+    p.add_argument("--out", default=out, help=f"output directory (default {out})")
+    p.add_argument("--data", default=None, help="where the generated sets live (default OUT/data)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--labels", nargs="+", type=int, default=[4, 16], help="labelled clips per class (default 4 16)")
+    p.add_argument("--shared-pretraining", action="store_true",
+                   help="one pretraining per arm (seed 0); the seeds then vary only the fine-tuning")
+    p.add_argument("--unlabeled", type=int, default=1200, help="pretraining videos (default 1200)")
+    p.add_argument("--pool", type=int, default=16, help="labelled videos per class generated (default 16)")
+    p.add_argument("--test", type=int, default=480, help="test videos (default 480)")
+    p.add_argument("--pretrain-steps", type=int, default=3000)
+    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--probe-epochs", type=int, default=40)
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one torch thread each (default 2)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--set", nargs="+", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="config overrides for every run, e.g. --set model.depth=6 mask.jitter=false")
 
-    return argparse.SUPPRESS
+
+def _run_study(args, arms: dict, title: str, name: str) -> int:
+    from mgm.errors import UserError
+    from mgm.experiments.study import Study, run_study, write_outputs
+    from mgm.experiments.tables import format_table
+
+    for o in args.overrides:
+        if "=" not in o:
+            raise UserError(f"{o!r} is not of the form key=value")
+    s = Study(out_dir=args.out, arms=arms, seeds=tuple(args.seeds), labels=tuple(args.labels),
+              pretrain_seeds=(args.seeds[0],) if args.shared_pretraining else None, unlabeled=args.unlabeled,
+              pool=args.pool, test=args.test, pretrain_steps=args.pretrain_steps,
+              finetune_steps=args.finetune_steps, probe_epochs=args.probe_epochs, jobs=args.jobs,
+              data_dir=args.data or "", overrides=list(args.overrides))
+    if max(s.labels) > s.pool:
+        raise UserError(f"--labels {max(s.labels)} is more than the {s.pool} labelled videos per class (--pool)")
+
+    def progress(i, n, label):
+        if not args.json:
+            print(f"[{title} {i}/{n}] done: {label}", flush=True)
+
+    rows = run_study(s, progress=progress)
+    summary = write_outputs(s, rows, title=title, name=name)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(format_table(summary, "finetune_top1"))
+        print(f"wrote {args.out}/table_{name}.md (fine-tune, linear probe, k-NN), {args.out}/{name}.png, "
+              f"{args.out}/summary_{name}.json, {args.out}/results.jsonl")
+    return 0
+
+
+def _study(args) -> int:
+    from mgm.experiments.study import SCRATCH, arms_for
+
+    strategies = [a for a in args.arms if a != SCRATCH]
+    return _run_study(args, arms_for("study", strategies=strategies, baseline=SCRATCH in args.arms), "mgm study",
+                      "study")
+
+
+def _ablate(args) -> int:
+    from mgm.errors import UserError
+    from mgm.experiments.study import arms_for
+
+    for r in args.ratios or []:
+        if not 0 < r < 1:
+            raise UserError(f"ratios must be in (0, 1), got {r}")
+    arms = arms_for(args.kind, strategies=args.strategies, ratios=args.ratios, sources=args.sources,
+                    strategy=args.strategy)
+    return _run_study(args, arms, f"mgm ablate {args.kind}", args.kind)
 
 
 def _demo(args) -> int:
     from mgm.experiments.demo import run_demo
+    from mgm.experiments.write import verdict
 
-    m = run_demo(args.out, quick=args.quick, data_dir=args.data, seed=args.seed, progress=True,
-                 norm_pix_loss=args.norm_pix,
-                 videos=args.videos, epochs=args.epochs, probe_epochs=args.probe_epochs,
-                 max_steps=args.max_steps)
+    m = run_demo(args.out, quick=args.quick, data_dir=args.data, jobs=args.jobs)
     if args.json:
         print(json.dumps(m, default=str))
         return 0
-    lp, pre = m["linprobe"], m["pretrain"]
-    print(f"linear probe top-1 {lp['top1']:.1f}% (random-init encoder {lp['random_init_top1']:.1f}%, "
-          f"chance {lp['chance_top1']:.1f}%); pretraining loss {pre['first_loss']:.3f} -> "
-          f"{pre['final_loss']:.3f} in {pre['steps']} steps; {m['wall_seconds']:.0f} s")
-    print(f"report: {args.out}/report.html  ({args.out}/report.md, metrics.json, figures/)")
-    return 0
-
-
-def _ablate(args) -> int:
-    import dataclasses
-    from pathlib import Path
-
-    from mgm.errors import UserError
-    from mgm.experiments.ablate import Recipe, format_table, run_ablation
-    from mgm.experiments.demo import ensure_dataset
-
-    out = Path(args.out)
-    data = Path(args.data) if args.data else out / "data"
-    if args.kind != "masks" and args.strategies and len(args.strategies) != 1:
-        raise UserError(f"ablate {args.kind}: give one strategy (--strategies mgm)")
-    if args.kind != "ratio" and args.ratios and len(args.ratios) != 1:
-        raise UserError(f"ablate {args.kind}: give one ratio (--ratios 0.75)")
-    for r in args.ratios or []:
-        if not 0 < r < 1:
-            raise UserError(f"ratios must be in (0, 1), got {r}")
-    ensure_dataset(data, args.videos)
-    base = Recipe(data_dir=str(data), out_dir=str(out), epochs=args.epochs, probe_epochs=args.probe_epochs,
-                  finetune_epochs=args.finetune_epochs, max_steps=args.max_steps,
-                  finetune_max_steps=args.max_steps, workers=args.workers, threads=args.threads,
-                  norm_pix_loss=args.norm_pix)
-    variants = None
-    if args.kind == "masks":
-        variants = args.strategies
-        if args.ratios:
-            base = dataclasses.replace(base, ratio=args.ratios[0])
-    else:
-        if args.strategies:
-            base = dataclasses.replace(base, strategy=args.strategies[0])
-        if args.kind == "ratio":
-            variants = args.ratios
-        elif args.ratios:
-            base = dataclasses.replace(base, ratio=args.ratios[0])
-
-    def progress(i, n, label):
-        if not args.json and i < n:
-            print(f"[ablate {args.kind} {i + 1}/{n}] {label}", flush=True)
-
-    res = run_ablation(args.kind, str(data), str(out), variants=variants, seeds=args.seeds, base=base,
-                       baseline=args.baseline and args.kind == "masks", progress=progress)
-    if args.json:
-        print(json.dumps({"kind": res.kind, "summary": res.summary}, default=str))
-    else:
-        print(format_table(res))
-        print(f"wrote {out}/table_{args.kind}.md, {out}/ablate_{args.kind}.png, {out}/results.jsonl")
+    k = m["labels_per_class"]
+    print(f"fine-tune top-1 with {k} labelled clips per class, mean ± std over seeds {m['seeds']} "
+          f"(chance {m['chance']:.1f}%):")
+    for arm, c in m["finetune"].items():
+        print(f"  {arm:<8} {c['mean']:5.1f} ± {c['std']:4.1f}   seeds: {', '.join(f'{v:.1f}' for v in c['values'])}")
+    print(verdict(m))
+    print(f"{m['wall_s']:.0f} s; report: {args.out}/report.html  ({args.out}/report.md, metrics.json, figures/)")
     return 0
 
 

@@ -226,3 +226,27 @@ def load_boxes(path: str | os.PathLike) -> dict:
     for v in meta["videos"].values():
         v["boxes"] = np.asarray(v["boxes"], np.float32).reshape(-1, 4)
     return meta
+
+
+def ensure_synth_dataset(out_dir: str | os.PathLike, videos: int, seed: int = 0, size: int = 64,
+                         frames: int = 32, style: str = "actions", workers: int | None = None,
+                         progress: bool = True) -> dict:
+    """:func:`make_synth_dataset`, or reuse ``out_dir`` when it already holds the same set
+    (video count, seed, size, frames, style, every video present). Returns {"dir", "reused", ...}."""
+    out = Path(out_dir)
+    info = {"dir": str(out), "videos": videos, "seed": seed, "size": size, "frames": frames, "style": style}
+    meta_path = out / "boxes.json"
+    if meta_path.exists() and (out / "all.txt").exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            same = (len(meta.get("videos", {})) == videos and meta.get("seed") == seed
+                    and meta.get("width") == size and meta.get("num_frames") == frames
+                    and meta.get("style") == style)
+            if same and all((out / rel).exists() for rel in meta["videos"]):
+                return {**info, "reused": True}
+        except (OSError, ValueError):
+            pass
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    rep = make_synth_dataset(out, videos=videos, size=size, frames=frames, seed=seed, workers=workers,
+                             progress=progress, style=style)
+    return {**info, "reused": False, **rep}

@@ -1,6 +1,6 @@
 """The demo report's figures (PNG files of fixed, known sizes).
 
-* :func:`loss_curve`            pretraining loss per step (+ smoothed)
+* :func:`loss_curves`           pretraining loss per logged step, one curve per run
 * :func:`masks_figure`          every strategy on one clip (paper Fig. 5), via mgm.masking.plot
 * :func:`motion_figure`         motion vectors over the frames (paper Fig. 6c), via mgm.video.plot
 * :func:`reconstruction_figure` masked clip -> reconstruction (paper Fig. 8)
@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from mgm.engine.logging import read_log
 
 LOSS_SIZE = (6.4, 3.2)        # inches at DPI -> 640 x 320 px
 DPI = 100
@@ -36,19 +38,16 @@ def png_size(path) -> tuple[int, int]:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
-def loss_curve(history: list[dict], path, title: str = "pretraining loss",
-               ylabel: str = "MSE on masked patches") -> tuple[Path, tuple[int, int]]:
+def loss_curves(logs: dict[str, Path], path, title: str = "pretraining loss (train, per logged step)",
+                ylabel: str = "MSE on masked patches") -> tuple[Path, tuple[int, int]]:
+    """One curve per run from its ``log.jsonl`` (``{name: path}``)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=LOSS_SIZE)
-    steps = [h["step"] for h in history]
-    loss = np.array([h["loss"] for h in history], dtype=np.float64)
-    if len(steps):
-        ax.plot(steps, loss, lw=0.8, alpha=0.45, label="per step")
-        k = max(1, len(loss) // 20)
-        if k > 1:
-            sm = np.convolve(loss, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], sm, lw=1.8, label=f"mean of {k} steps")
-        ax.legend(fontsize=8)
+    for name, log in logs.items():
+        recs = read_log(log, "train") if Path(log).exists() else []
+        if recs:
+            ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1.2, label=name)
+    ax.legend(fontsize=8)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -79,7 +78,7 @@ def motion_figure(clip, path, title: str = "", max_frames: int = 8):
     from mgm.video.plot import plot_clip
 
     path = Path(path)
-    plot_clip(clip, path, title=title, max_frames=max_frames, cols=max_frames)
+    plot_clip(clip, path, title=title, max_frames=max_frames, cols=4)
     return path, png_size(path)
 
 
@@ -156,36 +155,40 @@ def reconstruct(model, video, mask):
                 "pred_normalised": to_np(raw), "loss": float(loss)}
 
 
-def reconstruction_figure(model, video, masks: dict, path, tubelet: int, tile: int = 80):
-    """For each named mask: masked input, reconstruction (target-statistics un-normalised),
-    raw normalised prediction; one column per temporal index."""
-    rows = []
-    losses = {}
-    first = True
-    for name, mask in masks.items():
-        r = reconstruct(model, video, mask)
-        losses[name] = r["loss"]
-        T = r["original"].shape[0]
-        cols = list(range(0, T, tubelet))
-        if first:
-            rows.append(("original", [_tile(r["original"][f], tile) for f in cols]))
-            first = False
-        rows.append((f"{name} mask: input (masked = grey)", [_tile(r["masked"][f], tile) for f in cols]))
-        if not model.norm_pix_loss:
-            rows.append((f"{name}: reconstruction, predicted pixels (loss {r['loss']:.3f})",
-                         [_tile(r["recon_target_stats"][f], tile) for f in cols]))
-            continue
-        rows.append((f"{name}: reconstruction, masked patches un-normalised with the TARGET's "
-                     f"own patch mean/std (loss {r['loss']:.3f})",
-                     [_tile(r["recon_target_stats"][f], tile) for f in cols]))
-        rows.append((f"{name}: raw prediction, per-patch normalised units (0.5 + 0.2 v), no target "
-                     "statistics", [_tile(r["pred_normalised"][f], tile) for f in cols]))
+def reconstruction_figure(runs: dict, video, path, tubelet: int, tile: int = 80):
+    """``runs``: {name: (pretrainer, mask)}. Per run: the input with its masked patches grey and
+    the reconstruction (pixel targets: the predicted pixels; per-patch normalised targets: the
+    prediction un-normalised with the TRUE patch's mean and std, labelled so); one column per
+    temporal index. Returns (path, size, {name: loss})."""
     from PIL import Image
 
+    rows, losses = [], {}
+    for name, (model, mask) in runs.items():
+        r = reconstruct(model, video, mask)
+        losses[name] = r["loss"]
+        cols = list(range(0, r["original"].shape[0], tubelet))
+        if not rows:
+            rows.append(("original", [_tile(r["original"][f], tile) for f in cols]))
+        rows.append((f"{name} mask: input (masked = grey)", [_tile(r["masked"][f], tile) for f in cols]))
+        how = ("predicted pixels" if not model.norm_pix_loss else
+               "prediction un-normalised with the TARGET's own patch mean/std")
+        rows.append((f"{name}-pretrained: reconstruction, {how} (loss {r['loss']:.4f})",
+                     [_tile(r["recon_target_stats"][f], tile) for f in cols]))
     img = _grid_image(rows, tile, label_w=170)
     path = Path(path)
     Image.fromarray(img).save(path)
     return path, png_size(path), losses
+
+
+def mean_colour_loss(model, video, mask) -> float:
+    """The trivial reference for pixel targets: MSE on the masked tubelets when every masked
+    pixel is predicted as the mean colour of the clip's visible patches."""
+    import torch
+
+    with torch.no_grad():
+        p = model.patchify(video[None].float() * model.pixel_std + model.pixel_mean)[0]   # (N, t*p*p, C)
+        m = torch.as_tensor(np.asarray(mask).reshape(-1), dtype=torch.bool)
+        return float(((p[m] - p[~m].mean(dim=(0, 1))) ** 2).mean())
 
 
 def centre_attention(encoder, video, grid) -> tuple[np.ndarray, int]:

@@ -22,12 +22,13 @@ def plot_clip(clip, path, title: str | None = None, max_frames: int = 16, cols: 
     ys, xs = np.mgrid[0:gh, 0:gw]
     xs = (xs + 0.5) * g
     ys = (ys + 0.5) * g
+    heat = None
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= T:
             continue
         ax.imshow(clip.frames[k])
-        ax.imshow(np.ma.masked_where(~clip.motion_valid[k], mag[k]), cmap="inferno", alpha=0.45,
+        heat = ax.imshow(np.ma.masked_where(~clip.motion_valid[k], mag[k]), cmap="inferno", alpha=0.45,
                   vmin=0, vmax=vmax, extent=(0, gw * g, gh * g, 0), interpolation="nearest")
         v = clip.motion_valid[k]
         if v.any():
@@ -40,5 +41,8 @@ def plot_clip(clip, path, title: str | None = None, max_frames: int = 16, cols: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    if heat is not None:    # after tight_layout, which cannot place a colour bar spanning the axes
+        fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.8, pad=0.01,
+                     label="motion (px per sampled frame)")
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -1,0 +1,325 @@
+"""The data-efficiency protocol (``mgm study``, ``mgm ablate``, ``mgm demo``): does pretraining
+with a given mask make a better encoder than training from scratch, when labels are few?
+
+1. data: three generated sets of the ``actions`` style (``mgm.data.synth``) with their own seeds:
+   an unlabeled pretraining set, a labelled pool, and a test set (>= 400 clips by default, so one
+   clip is < 0.25 points);
+2. pretrain: every arm (a mask strategy, a ratio, a motion source...) pretrains with the same
+   data, steps, schedule and initial weights (``tiny`` preset); ``scratch`` does not pretrain;
+3. evaluate, for K labelled clips per class drawn from the pool (``mgm.data.subset.per_class``):
+   fine-tuning (``tiny_finetune``, the protocol's headline: the paper's main protocol), a linear
+   probe and k-NN on the frozen, time-pooled features (``tiny_linprobe``), all on the test set.
+
+Seeds: with ``pretrain_seeds=None`` every seed drives its own pretraining (initial weights, clip
+order, masks), its labelled subset and its fine-tuning (the full protocol); with
+``pretrain_seeds=[0]`` one pretraining per arm is shared and the seeds vary the labelled subset,
+the head's initialisation and the order of the fine-tuning (what the demo can afford).
+
+Every run is a spawned process (``jobs`` at a time, one torch thread each) whose output goes to
+its own ``run.log``; results are appended to ``OUT/results.jsonl`` as they finish, and a second
+call with the same settings only runs what is missing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import multiprocessing
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mgm.data.synth import ensure_synth_dataset
+from mgm.experiments.tables import format_table, plot_summary, summarize
+
+SCRATCH = "scratch"
+
+
+@dataclass
+class Study:
+    out_dir: str
+    arms: dict = field(default_factory=lambda: {SCRATCH: [], "random": ["mask.strategy=random"],
+                                                "tube": ["mask.strategy=tube"], "mgm": ["mask.strategy=mgm"]})
+    seeds: tuple = (0, 1, 2)
+    labels: tuple = (4, 16)             # labelled clips per class
+    pretrain_seeds: tuple | None = None  # None: one pretraining per seed (see the module doc)
+    unlabeled: int = 1200               # videos of the pretraining set
+    pool: int = 16                      # labelled videos per class generated (subsets are drawn from it)
+    test: int = 480
+    size: int = 64
+    frames: int = 40                    # raw frames per generated video
+    pretrain_steps: int = 3000
+    finetune_steps: int = 300
+    probe_epochs: int = 40
+    knn_k: int = 5
+    jobs: int = 2                       # runs in parallel, one torch thread each
+    data_dir: str = ""                  # default OUT/data
+    overrides: list = field(default_factory=list)  # key=value for every run (model, data, ...)
+
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else Path(self.out_dir) / "data"
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare_data(s: Study, progress: bool = True) -> dict[str, Path]:
+    """The three sets (generated, or reused when they match); returns their directories."""
+    base = s.data_path()
+    sets = {"unlabeled": (s.unlabeled, 101), "labelled": (8 * s.pool, 102), "test": (s.test, 103)}
+    for name, (n, seed) in sets.items():
+        ensure_synth_dataset(base / name, n, seed=seed, size=s.size, frames=s.frames, style="actions",
+                             progress=progress)
+    return {name: base / name for name in sets}
+
+
+# ---------------------------------------------------------------- one run (in a spawned process)
+
+
+def _common(s: Study, out: Path, seed: int) -> list[str]:
+    return [f"run.out_dir={out}", f"run.seed={seed}", "run.threads=1", "data.num_workers=0",
+            "run.tensorboard=false", "run.log_every=50", "run.keep_last=1", "run.device=cpu",
+            f"model.img_size={s.size}", f"data.size={s.size}", *s.overrides]
+
+
+def _epochs_for(steps: int, clips: int, batch: int) -> tuple[int, int]:
+    per_epoch = max(1, clips // batch)
+    return math.ceil(steps / per_epoch), per_epoch
+
+
+def pretrain_run(s: Study, data: dict, arm: str, seed: int) -> dict:
+    from mgm.config import load_config
+    from mgm.engine.pretrain import run_pretrain
+
+    out = Path(s.out_dir) / "runs" / arm / f"pretrain_s{seed}"
+    cfg = load_config("tiny", [f"data.train={data['unlabeled'] / 'all.txt'}", *_common(s, out, seed), "run.log_every=10",
+                               *s.arms[arm]])
+    epochs, per_epoch = _epochs_for(s.pretrain_steps, s.unlabeled, cfg.optim.batch_size)
+    cfg.optim.epochs, cfg.run.max_steps = epochs, s.pretrain_steps
+    cfg.optim.warmup_epochs = max(0.05 * s.pretrain_steps / per_epoch, 0.0)
+    t0 = time.perf_counter()
+    res = run_pretrain(cfg)
+    loss = [h["loss"] for h in res["history"]]
+    return {"weights": res["weights"], "pretrain_seconds": time.perf_counter() - t0, "pretrain_steps": res["step"],
+            "pretrain_loss_first": loss[0] if loss else None,
+            "pretrain_loss_last": sum(loss[-50:]) / max(1, len(loss[-50:])) if loss else None}
+
+
+def labelled_list(s: Study, data: dict, k: int, seed: int) -> Path:
+    from mgm.data.annotations import load_annotations
+    from mgm.data.subset import per_class, write_list
+
+    ann = load_annotations(data["labelled"] / "all.txt")
+    return write_list(per_class(ann.samples, k, seed), Path(s.out_dir) / "lists" / f"labelled_k{k}_s{seed}.txt")
+
+
+def finetune_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int) -> dict:
+    from mgm.config import load_config
+    from mgm.engine.finetune import run_finetune
+
+    out = Path(s.out_dir) / "runs" / arm / f"finetune_k{k}_s{seed}"
+    train = labelled_list(s, data, k, seed)
+    cfg = load_config("tiny_finetune", [f"data.train={train}", f"data.test={data['test'] / 'all.txt'}", "data.val=",
+                                        "run.eval_every=0", f"model.init={weights or ''}", *_common(s, out, seed)])
+    epochs, per_epoch = _epochs_for(s.finetune_steps, 8 * k, cfg.optim.batch_size)
+    cfg.optim.epochs, cfg.run.max_steps = epochs, s.finetune_steps
+    cfg.optim.warmup_epochs = 0.1 * s.finetune_steps / per_epoch
+    t0 = time.perf_counter()
+    res = run_finetune(cfg)
+    return {"finetune_top1": res["test"]["top1"], "finetune_seconds": time.perf_counter() - t0}
+
+
+def probe_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int) -> dict:
+    """Linear probe on the frozen features of the K-shot subset, evaluated on the test set, and
+    k-NN on the same cached features."""
+    import torch
+
+    from mgm.config import load_config
+    from mgm.engine.knn import knn_top1
+    from mgm.engine.linprobe import run_linprobe
+
+    out = Path(s.out_dir) / "runs" / arm / f"probe_k{k}_s{seed}"
+    train = labelled_list(s, data, k, seed)
+    cfg = load_config("tiny_linprobe", [f"data.train={train}", f"data.val={data['test'] / 'all.txt'}",
+                                        f"optim.epochs={s.probe_epochs}", f"run.eval_every={s.probe_epochs}",
+                                        *_common(s, out, seed)])
+    cfg.model.init = weights or _random_init(cfg, out)
+    t0 = time.perf_counter()
+    res = run_linprobe(cfg)
+    tr = torch.load(out / "features_train.pt", weights_only=True)
+    te = torch.load(out / "features_val.pt", weights_only=True)
+    return {"probe_top1": res["val"]["top1"], "knn_top1": knn_top1(tr["feats"], tr["labels"], te["feats"], te["labels"],
+                                                                  k=min(s.knn_k, k)),
+            "probe_seconds": time.perf_counter() - t0}
+
+
+def _random_init(cfg, out: Path) -> str:
+    """scratch: the run's classifier at its own random initialisation (seeded by run.seed)."""
+    import torch
+
+    from mgm.models.checkpoint import save_checkpoint
+    from mgm.models.vit import build_model
+
+    torch.manual_seed(cfg.run.seed)
+    return str(save_checkpoint(build_model(cfg.model, "classifier"), out / "random_init.safetensors"))
+
+
+def _run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
+    """Entry point of a spawned process: its output goes to the run's own log."""
+    s = Study(**study)
+    out = Path(s.out_dir) / "runs" / args["arm"]
+    out.mkdir(parents=True, exist_ok=True)
+    name = {"pretrain": "pretrain_s{seed}", "finetune": "finetune_k{k}_s{seed}", "probe": "probe_k{k}_s{seed}"}[kind]
+    log = open(out / (name.format(**args) + ".log"), "w")
+    sys.stdout = sys.stderr = log
+    fn = {"pretrain": pretrain_run, "finetune": finetune_run, "probe": probe_run}[kind]
+    try:
+        return fn(s, {k: Path(v) for k, v in data.items()}, **args)
+    finally:
+        log.flush()
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def task_key(s: Study, kind: str, args: dict) -> str:
+    """What makes two runs the same experiment: the arm's overrides (not its name, so the ratio
+    sweep's 0.75 point reuses the masks study's run), the seeds, K and the protocol's settings."""
+    settings = {f: getattr(s, f) for f in ("unlabeled", "pool", "test", "size", "frames", "pretrain_steps",
+                                           "finetune_steps", "probe_epochs", "knn_k", "overrides")}
+    if kind == "pretrain":
+        settings = {f: settings[f] for f in ("unlabeled", "size", "frames", "pretrain_steps", "overrides")}
+    arm = {k: v for k, v in args.items() if k not in ("weights", "arm")}
+    return json.dumps({"kind": kind, "arm": sorted(s.arms[args["arm"]]), **arm, **settings,
+                       "pretrain_seed": _pretrain_seed(s, args["seed"]) if kind != "pretrain" else None},
+                      sort_keys=True)
+
+
+def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
+    """Run what is missing; returns every result row (also in OUT/results.jsonl)."""
+    out = Path(s.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(s, progress=progress is not None)
+    path = out / "results.jsonl"
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                done[rec["key"]] = rec
+    pseeds = list(s.pretrain_seeds) if s.pretrain_seeds is not None else list(s.seeds)
+    pre = [("pretrain", {"arm": a, "seed": p}) for a in s.arms if a != SCRATCH for p in pseeds]
+    evals = [(kind, {"arm": a, "k": k, "seed": seed})
+             for a in s.arms for k in s.labels for seed in s.seeds for kind in ("finetune", "probe")]
+    total, count = len(pre) + len(evals), 0
+    rows: list[dict] = []
+    weights: dict[tuple, str | None] = {(SCRATCH, p): None for p in pseeds + list(s.seeds)}
+    study = dataclasses.asdict(s)
+    sdata = {k: str(v) for k, v in data.items()}
+
+    def finish(kind, args, res, seconds):
+        nonlocal count
+        count += 1
+        key = task_key(s, kind, args)
+        rec = done.get(key)
+        if rec is not None:
+            rec = {**rec, "arm": args["arm"]}
+        else:
+            rec = {"key": key, "kind": kind, **args, **res, "seconds": round(seconds, 1),
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            with open(path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        rows.append(rec)
+        if kind == "pretrain":
+            weights[(args["arm"], args["seed"])] = rec["weights"]
+        if progress:
+            progress(count, total, f"{kind} {args['arm']}" + (f" K={args['k']}" if "k" in args else "")
+                     + f" seed {args['seed']}")
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max(1, s.jobs), mp_context=ctx) as ex:
+        running = {}
+        for kind, args in pre:
+            if task_key(s, kind, args) in done:
+                finish(kind, args, {}, 0.0)
+            else:
+                running[ex.submit(_run_task, kind, study, sdata, args)] = (kind, args, time.perf_counter())
+        queue = list(evals)
+        while queue or running:
+            ready = [(kind, args) for kind, args in queue
+                     if (args["arm"], _pretrain_seed(s, args["seed"])) in weights]
+            for kind, args in ready:
+                queue.remove((kind, args))
+                if task_key(s, kind, args) in done:
+                    finish(kind, args, {}, 0.0)
+                    continue
+                w = weights[(args["arm"], _pretrain_seed(s, args["seed"]))]
+                running[ex.submit(_run_task, kind, study, sdata, {**args, "weights": w})] = (kind, args, time.perf_counter())
+            if not running:
+                if queue:
+                    raise RuntimeError(f"study: {len(queue)} evaluations wait for a pretraining that never ran")
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                kind, args, t0 = running.pop(fut)
+                try:
+                    res = fut.result()
+                except Exception as e:
+                    raise RuntimeError(f"study: {kind} {args} failed ({type(e).__name__}: {e}); its log is in "
+                                       f"{out / 'runs' / args['arm']}") from None
+                finish(kind, args, res, time.perf_counter() - t0)
+    return rows
+
+
+def _pretrain_seed(s: Study, seed: int) -> int:
+    return seed if s.pretrain_seeds is None else s.pretrain_seeds[seed % len(s.pretrain_seeds)]
+
+
+def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: str = "mgm",
+             baseline: bool = True) -> dict[str, list[str]]:
+    """The arms of a study: ``study`` / ``masks`` (one per mask strategy), ``ratio`` (one
+    strategy at several mask ratios: Fig. 4a), ``motion`` (codec vectors vs optical flow: Table
+    4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False."""
+    from mgm.masking.options import STRATEGIES
+
+    arms: dict[str, list[str]] = {SCRATCH: []} if baseline else {}
+    if kind in ("study", "masks"):
+        default = ("random", "tube", "mgm") if kind == "study" else STRATEGIES
+        for s in strategies or default:
+            arms[s] = [f"mask.strategy={s}", "mask.ratio=0.75"]
+    elif kind == "ratio":
+        for r in ratios or (0.5, 0.6, 0.75, 0.85, 0.9, 0.95):
+            arms[f"{strategy}@{r:g}"] = [f"mask.strategy={strategy}", f"mask.ratio={r:g}"]
+    elif kind == "motion":      # the codec arm is the masks study's (data.motion=auto: codec for H.264)
+        for src in sources or ("codec", "flow"):
+            name = strategy if src == "codec" else f"{strategy}:{src}"
+            arms[name] = [f"mask.strategy={strategy}", "mask.ratio=0.75"] + ([] if src == "codec" else [f"data.motion={src}"])
+    else:
+        raise ValueError(f"kind must be study, masks, ratio or motion, got {kind!r}")
+    return arms
+
+
+def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study") -> dict:
+    """OUT/summary_NAME.json, table_NAME.md (fine-tune, linear probe, k-NN; pretraining loss and
+    time) and NAME.png (several studies can share one OUT and its runs); returns the summary."""
+    out = Path(s.out_dir)
+    summary = summarize(rows, list(s.arms))
+    (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary},
+                                                 indent=1, default=str) + "\n")
+    seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
+             "labelled subset, head initialisation and order of the fine-tuning"
+             if s.pretrain_seeds is not None else "each seed its own pretraining, labelled subset and fine-tuning")
+    parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
+             f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std).",
+             "", format_table(summary, "finetune_top1"), "", format_table(summary, "probe_top1"), "",
+             format_table(summary, "knn_top1"), "", "| arm | pretraining loss (last 50 steps) | pretraining s |",
+             "|---|---:|---:|"]
+    for arm, cells in summary.items():
+        p = cells.get("pretrain")
+        parts.append(f"| {arm} | " + (f"{p['loss_last']:.4f} | {p['seconds']:.0f} |" if p else "– | – |"))
+    (out / f"table_{name}.md").write_text("\n".join(parts) + "\n")
+    plot_summary(summary, out / f"{name}.png", title=title)
+    return summary

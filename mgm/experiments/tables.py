@@ -1,0 +1,92 @@
+"""Tables and plots of a study's results: mean ± std over seeds per arm, labelled-clip count
+and metric (fine-tune, linear probe, k-NN)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+METRICS = {"finetune_top1": "fine-tune", "probe_top1": "linear probe", "knn_top1": "k-NN"}
+
+
+def mean_std(vals: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    vals = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    m = sum(vals) / len(vals)
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+
+
+def summarize(rows: list[dict], arms: list[str]) -> dict:
+    """{arm: {K: {metric: {"mean", "std", "seeds": [...], "values": [...]}}}} plus each arm's
+    pretraining loss and seconds (mean over its pretrainings)."""
+    out: dict = {}
+    for arm in arms:
+        out[arm] = {}
+        pre = [r for r in rows if r["kind"] == "pretrain" and r["arm"] == arm]
+        if pre:
+            out[arm]["pretrain"] = {"loss_last": mean_std([r.get("pretrain_loss_last") for r in pre])[0],
+                                    "seconds": mean_std([r.get("pretrain_seconds") for r in pre])[0]}
+        for k in sorted({r["k"] for r in rows if "k" in r}):
+            cell = {}
+            for metric in METRICS:
+                rs = sorted((r for r in rows if r["arm"] == arm and r.get("k") == k and metric in r),
+                            key=lambda r: r["seed"])
+                if rs:
+                    m, sd = mean_std([r[metric] for r in rs])
+                    cell[metric] = {"mean": m, "std": sd, "seeds": [r["seed"] for r in rs],
+                                    "values": [round(r[metric], 2) for r in rs]}
+            out[arm][k] = cell
+    return out
+
+
+def format_table(summary: dict, metric: str = "finetune_top1", chance: float = 12.5) -> str:
+    """Markdown: one row per arm, one column per K, mean ± std (n seeds) of ``metric``."""
+    ks = sorted({k for a in summary.values() for k in a if isinstance(k, int)})
+    lines = ["| arm | " + " | ".join(f"{METRICS[metric]}, K = {k} (%)" for k in ks) + " |",
+             "|---|" + "---:|" * len(ks)]
+    for arm, cells in summary.items():
+        vals = []
+        for k in ks:
+            c = cells.get(k, {}).get(metric)
+            vals.append("–" if c is None else f"{c['mean']:.1f} ± {c['std']:.1f} (n={len(c['values'])})")
+        lines.append(f"| {arm} | " + " | ".join(vals) + " |")
+    lines.append("| chance | " + " | ".join(f"{chance:.1f}" for _ in ks) + " |")
+    return "\n".join(lines)
+
+
+def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> Path:
+    """Bars per arm (mean ± std) for each metric and K; seeds as dots."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ks = sorted({k for a in summary.values() for k in a if isinstance(k, int)})
+    arms = list(summary)
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.4), squeeze=False)
+    width = 0.8 / len(METRICS)
+    for ax, k in zip(axes[0], ks):
+        for j, (metric, label) in enumerate(METRICS.items()):
+            xs = [i + (j - (len(METRICS) - 1) / 2) * width for i in range(len(arms))]
+            cells = [summary[a].get(k, {}).get(metric) for a in arms]
+            ax.bar(xs, [c["mean"] if c else 0 for c in cells], width, yerr=[c["std"] if c else 0 for c in cells],
+                   capsize=2, label=label, alpha=0.85)
+            for x, c in zip(xs, cells):
+                if c:
+                    ax.plot([x] * len(c["values"]), c["values"], "k.", ms=3)
+        ax.axhline(chance, color="grey", lw=0.8, ls=":", label="chance")
+        ax.set_xticks(range(len(arms)))
+        ax.set_xticklabels(arms, rotation=20, fontsize=8)
+        ax.set_title(f"K = {k} labelled clips per class", fontsize=9)
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

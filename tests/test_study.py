@@ -1,0 +1,72 @@
+"""The data-efficiency protocol end to end at toy size: every run, resume, tables, plot."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mgm.experiments.study import Study, arms_for, run_study, write_outputs
+from mgm.experiments.tables import format_table, mean_std, summarize
+
+
+def test_study_runs_every_arm_and_resumes(tmp_path):
+    s = Study(out_dir=str(tmp_path / "st"), arms=arms_for("study", strategies=["tube", "mgm"]), seeds=(0,),
+              labels=(1,), unlabeled=16, pool=2, test=16, pretrain_steps=2, finetune_steps=2, probe_epochs=1,
+              jobs=2)
+    done = []
+    rows = run_study(s, progress=lambda i, n, label: done.append((i, n, label)))
+    kinds = sorted((r["kind"], r["arm"]) for r in rows)
+    assert kinds == sorted([("pretrain", "tube"), ("pretrain", "mgm")]
+                           + [(k, a) for a in ("scratch", "tube", "mgm") for k in ("finetune", "probe")])
+    assert done[-1][:2] == (8, 8)
+    for r in rows:
+        if r["kind"] == "pretrain":
+            assert r["pretrain_steps"] == 2 and math.isfinite(r["pretrain_loss_last"])
+        elif r["kind"] == "finetune":
+            assert 0 <= r["finetune_top1"] <= 100
+        else:
+            assert 0 <= r["probe_top1"] <= 100 and 0 <= r["knn_top1"] <= 100
+    # same seed, same initial weights and clips: the two pretrainings differ only by their masks
+    first = {r["arm"]: r["pretrain_loss_first"] for r in rows if r["kind"] == "pretrain"}
+    assert first["tube"] != first["mgm"]
+    # the K=1 subset: one clip per class, absolute paths
+    lst = (tmp_path / "st" / "lists" / "labelled_k1_s0.txt").read_text().splitlines()
+    assert sorted(int(l.split()[1]) for l in lst) == list(range(8)) and lst[0].startswith("/")
+
+    again = run_study(s)                                   # resumes: nothing new runs
+    assert len((tmp_path / "st" / "results.jsonl").read_text().splitlines()) == 8
+    assert sorted(r["finetune_top1"] for r in again if "finetune_top1" in r) == \
+        sorted(r["finetune_top1"] for r in rows if "finetune_top1" in r)
+    summary = write_outputs(s, rows, title="toy")
+    assert set(summary) == {"scratch", "tube", "mgm"} and summary["mgm"][1]["finetune_top1"]["seeds"] == [0]
+    table = (tmp_path / "st" / "table_study.md").read_text()
+    assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table
+    assert (tmp_path / "st" / "study.png").stat().st_size > 1000
+
+
+def test_arms_and_tables():
+    assert list(arms_for("masks")) == ["scratch", "random", "tube", "block", "smm", "smm-sparse", "mgm", "mgm-sparse"]
+    assert arms_for("ratio", ratios=[0.5, 0.9])["mgm@0.9"] == ["mask.strategy=mgm", "mask.ratio=0.9"]
+    # the same runs as the masks study's arms (reused, not run again)
+    assert arms_for("ratio", ratios=[0.75])["mgm@0.75"] == arms_for("masks")["mgm"]
+    assert arms_for("motion")["mgm"] == arms_for("masks")["mgm"]
+    assert arms_for("motion")["mgm:flow"] == ["mask.strategy=mgm", "mask.ratio=0.75", "data.motion=flow"]
+    with pytest.raises(ValueError):
+        arms_for("nope")
+    assert mean_std([10.0, 20.0, 30.0]) == (20.0, 10.0) and mean_std([5.0]) == (5.0, 0.0)
+    rows = [{"kind": "finetune", "arm": a, "k": 4, "seed": s, "finetune_top1": v}
+            for a, vals in (("scratch", [40, 50]), ("mgm", [70, 80])) for s, v in enumerate(vals)]
+    summ = summarize(rows, ["scratch", "mgm"])
+    assert summ["mgm"][4]["finetune_top1"]["mean"] == 75.0
+    assert "| mgm | 75.0 ± 7.1 (n=2) |" in format_table(summ)
+
+
+def test_knn_votes_by_similarity():
+    from mgm.engine.knn import knn_predict, knn_top1
+
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    test = torch.tensor([[1.0, 0.05], [0.05, 1.0], [2.0, 2.1]])
+    assert knn_predict(train, labels, test, k=2).tolist() == [0, 1, 1]
+    assert knn_top1(train, labels, test, torch.tensor([0, 1, 0]), k=2) == pytest.approx(200 / 3)
