@@ -259,6 +259,11 @@ def _coerce(value: Any, hint, key: str, where: str):
             raise ConfigError(f"{where}: {key} expects an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):       # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} expects a number, got {value!r}")
         return float(value)

@@ -56,6 +56,14 @@ def test_the_choices_are_what_the_code_accepts():
         VideoMAESpec(arch="vit_tiny", pool="max")
 
 
+def test_numbers_in_e_notation_are_numbers():
+    # YAML 1.1 reads 1e-3 (no dot) as a string; a float key takes it as the number
+    cfg = load_config("tiny", ["optim.base_lr=1e-3", "run.ckpt_every_minutes=1e-9"])
+    assert cfg.optim.base_lr == 1e-3 and cfg.run.ckpt_every_minutes == 1e-9
+    with pytest.raises(ConfigError, match="optim.base_lr expects a number, got 'fast'"):
+        load_config("tiny", ["optim.base_lr=fast"])
+
+
 def test_config_imports_no_torch_numpy_or_av():
     code = ("import sys, mgm.config; bad = {'torch', 'numpy', 'av', 'cv2'} & set(sys.modules); "
             "print(sorted(bad)); sys.exit(1 if bad else 0)")
