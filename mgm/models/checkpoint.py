@@ -127,12 +127,15 @@ def _kind_from_keys(sd: dict) -> str:
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except SafetensorError as e:          # truncated / not a safetensors file: one line, no traceback
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 def _read_sidecar(path: Path) -> dict | None:
