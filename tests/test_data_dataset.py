@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from data_fixtures import broken_files, tiny_cfg, tiny_synth
+from collections import Counter
+
+from data_fixtures import broken_files, odd_videos, tiny_cfg, tiny_synth
 from mgm.data import BadVideoLog, build_dataset, collate
 
 
@@ -29,6 +31,7 @@ def test_pretrain_items(synth):
     assert item["video"].shape == (3, 8, 64, 64) and item["video"].dtype == torch.float32
     assert "mask" not in item and "magnitude" not in item          # no guidance asked for
     assert item["label"] == 3 and item["index"] == 3 and item["view"] == 0 and item["bad"] == []
+    assert item["short"] == [] and item["requested"] == 3
     guided = build_dataset(cfg, "train", "pretrain", guidance=True)
     it = guided[1]
     assert "mask" not in it and it["magnitude"].shape == (4, 4, 4) and it["magnitude_valid"].dtype == torch.bool
@@ -51,35 +54,96 @@ def test_eval_views_and_finetune(synth):
     assert batch["view"].tolist() == [0, 1, 2, 3, 4, 5]
 
 
-def test_broken_videos_are_replaced_counted_and_named(synth, tmp_path):
+def test_bad_videos_get_distinct_stand_ins_and_are_named_with_their_reason(synth, tmp_path):
+    """Broken files of every kind, a 3-frame clip (the train split skips it), VP9 and MJPEG
+    (no codec motion vectors: used with optical flow) mixed into a list, bad entries adjacent:
+    over each epoch every good video is drawn once or twice (±1), every bad file is named with
+    what is wrong and what stood in for it, and the stand-ins change with the epoch."""
     bad = broken_files(tmp_path / "bad", synth / "videos/00000.mp4")
-    good = [synth / f"videos/{i:05d}.mp4" for i in range(4)]
-    order = [good[0], bad["truncated"], bad["empty"], good[1], bad["random"], bad["text"],
-             bad["audio"], bad["missing"], good[2], good[3]]
-    labels = [0, 9, 9, 1, 9, 9, 9, 9, 2, 3]
+    odd = odd_videos(tmp_path / "odd")
+    bad["three_frames"] = odd.pop("three_frames")
+    good = [synth / f"videos/{i:05d}.mp4" for i in range(8)] + [odd["vp9"], odd["mjpeg"]]
+    order = good[:2] + [bad["truncated"], bad["empty"], bad["random"], bad["text"]] + good[2:5] + [
+        bad["audio"], bad["missing"], bad["three_frames"]] + good[5:]
     lst = tmp_path / "mixed.txt"
-    lst.write_text("".join(f"{p} {l}\n" for p, l in zip(order, labels)))
-    cfg = tiny_cfg(str(lst), **{"data.num_classes": 10})
+    lst.write_text("".join(f"{p} {i % 8}\n" for i, p in enumerate(order)))
+    cfg = tiny_cfg(str(lst))
     ds = build_dataset(cfg, "train", "pretrain", guidance=True)
     report = BadVideoLog(tmp_path / "bad_videos.jsonl")
-    seen = 0
-    for batch in loader(ds, workers=2, batch=3):
-        report.update(batch["bad"])
-        assert batch["magnitude"].shape == (batch["video"].shape[0], 4, 4, 4)
-        assert set(batch["label"].tolist()) <= {0, 1, 2, 3}        # only good videos
-        seen += batch["video"].shape[0]
-    assert seen == len(ds) == 10
-    summary = report.end_epoch(0)
-    names = {v["path"] for v in summary["videos"]}
-    assert names == {str(bad[k]) for k in ("truncated", "empty", "random", "text", "audio", "missing")}
-    assert summary["count"] == 6
-    # item 1 needs truncated + empty, item 2 empty, items 4..7 need 4, 3, 2, 1 replacements
-    assert summary["replacements"] == 2 + 1 + 4 + 3 + 2 + 1
-    reasons = {v["path"]: v["reason"] for v in summary["videos"]}
-    assert "no such file" in reasons[str(bad["missing"])] and "video stream" in reasons[str(bad["audio"])]
-    line = json.loads((tmp_path / "bad_videos.jsonl").read_text().splitlines()[0])
-    assert line["count"] == 6 and line["epoch"] == 0
-    assert report.end_epoch(1)["count"] == 0
+    stand_ins = []
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        drawn = Counter()
+        for batch in loader(ds, workers=2, batch=3):
+            report.update(batch["bad"], batch["short"])
+            assert batch["magnitude"].shape == (batch["video"].shape[0], 4, 4, 4)
+            drawn.update(str(ds.samples[i].path) for i in batch["index"].tolist())
+            replaced = batch["index"] != batch["requested"]
+            assert replaced.sum() == len(batch["bad"])
+        assert set(drawn) == {str(p) for p in good}                 # only good videos
+        assert sum(drawn.values()) == len(ds) == 17
+        assert max(drawn.values()) - min(drawn.values()) <= 1, drawn
+        summary = report.end_epoch(epoch)
+        reasons = {v["path"]: v["reason"] for v in summary["videos"]}
+        assert set(reasons) == {str(p) for p in bad.values()} and summary["replacements"] == 7
+        assert reasons[str(bad["missing"])] == "no such file"
+        assert reasons[str(bad["empty"])].startswith("empty file")
+        assert "no video stream" in reasons[str(bad["audio"])]
+        assert reasons[str(bad["three_frames"])].startswith("too short: 3 frames, clip needs 15")
+        for k in ("random", "text", "truncated"):
+            assert reasons[str(bad[k])].startswith("not a readable video container"), reasons
+        by = {v["path"]: list(v["replaced_by"]) for v in summary["videos"]}
+        assert all(len(u) == 1 and u[0] in drawn for u in by.values())
+        assert len({u[0] for u in by.values()}) == 7                 # a distinct stand-in each
+        stand_ins.append(by)
+        assert summary["short_count"] == 0
+    assert stand_ins[0] != stand_ins[1]                                # other stand-ins next epoch
+    lines = [json.loads(x) for x in (tmp_path / "bad_videos.jsonl").read_text().splitlines()]
+    assert [x["count"] for x in lines] == [7, 7] and lines[0]["epoch"] == 0
+    assert report.end_epoch(2)["count"] == 0
+    # the same items in the main process (no workers): stand-ins do not depend on the worker
+    ds.set_epoch(1)
+    fresh = build_dataset(cfg, "train", "pretrain")
+    fresh.set_epoch(1)
+    for i in (2, 3, 9, 10, 11):
+        assert ds[i]["index"] == fresh[i]["index"] != i and ds[i]["bad"] == fresh[i]["bad"]
+
+
+def test_short_videos_are_used_and_named_val_keeps_the_three_frame_clip(synth, tmp_path):
+    odd = odd_videos(tmp_path / "odd")
+    lst = tmp_path / "short.txt"
+    lst.write_text(f"{synth / 'videos/00001.mp4'} 1\n{odd['three_frames']} 2\n")
+    cfg = tiny_cfg(str(lst), **{"data.stride": 4})          # 8 frames x 4: a clip spans 29
+    train = build_dataset(cfg, "train", "pretrain")
+    item = train[0]
+    assert item["bad"] == [] and item["short"] == [f"{synth / 'videos/00001.mp4'}: 20 frames, clip needs 29 "
+                                                   "(the last frame repeats)"]
+    assert train[1]["index"] == 0 and "too short: 3 frames" in train[1]["bad"][0]
+    val = build_dataset(cfg, "val", "finetune")             # evaluation uses every video
+    assert val[1]["index"] == 1 and val[1]["bad"] == [] and "3 frames" in val[1]["short"][0]
+    report = BadVideoLog()
+    batch = collate([train[0], train[1]])
+    report.update(batch["bad"], batch["short"])
+    s = report.end_epoch(0)
+    assert s["count"] == 1 and s["short_count"] == 1 and s["short"][0]["times"] == 2
+
+
+def test_stand_ins_are_one_per_good_video_on_large_lists():
+    import numpy as np
+
+    from mgm.data.replacement import Replacements
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(10, 2000))
+        bad = set(np.flatnonzero(rng.random(n) < 0.25).tolist())
+        r = Replacements(n, seed, 0, lambda i: i in bad)
+        targets = [r.target(i) for i in sorted(bad, reverse=bool(seed % 2))]
+        assert None not in targets and not bad & set(targets)
+        assert len(set(targets)) == len(targets)                  # each good video at most once
+        again = Replacements(n, seed, 0, lambda i: i in bad)
+        assert [again.target(i) for i in sorted(bad, reverse=bool(seed % 2))] == targets
+        assert [Replacements(n, seed, 1, lambda i: i in bad).target(i) for i in sorted(bad, reverse=bool(seed % 2))] != targets
 
 
 def _batches(ds, workers, epoch, n=2):

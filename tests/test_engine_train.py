@@ -5,72 +5,17 @@ Clips are 8 x 64 x 64 and the model vit_tiny, so every run is a few seconds.
 """
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from engine_helpers import SMALL, data_args, losses, make_synth, run_cli, run_signalled_after
 from mgm.config import load_config
 from mgm.engine.logging import read_log
 
-SMALL = ["model.num_frames=8", "data.num_frames=8", "model.img_size=64", "data.size=64",
-         "model.decoder_depth=1", "data.num_workers=0", "run.threads=1", "run.log_every=1",
-         "run.tensorboard=false"]
-
-
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    r = subprocess.run([sys.executable, "-m", "mgm", "data", "synth", str(out), "--videos", "40",
-                        "--size", "64", "--frames", "24", "--workers", "1"],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        pytest.skip(f"mgm data synth unavailable: {r.stderr[-500:]}")
-    assert (out / "train.txt").exists() and (out / "val.txt").exists()
-    return out
-
-
-def data_args(synth, val=False):
-    a = [f"data.train={synth / 'train.txt'}", f"data.root={synth}"]
-    if val:
-        a.append(f"data.val={synth / 'val.txt'}")
-    return a
-
-
-def run_cli(args, env_extra=None, nproc=1, timeout=240):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", "-m", "mgm", *args]
-    else:
-        cmd = [sys.executable, "-m", "mgm", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-# fine-tuning that SIGKILLs its own process right after optimiser step N (Trainer's on_step)
-KILLED_AFTER = """
-import os, signal, sys
-from mgm.config import load_config
-from mgm.engine.finetune import run_finetune
-stop = int(sys.argv[1])
-def on_step(step):
-    if step == stop:
-        os.kill(os.getpid(), signal.SIGKILL)
-run_finetune(load_config("tiny_finetune", sys.argv[2:]), on_step=on_step)
-"""
-
-
-def run_killed_after(step: int, overrides, timeout=240):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-c", KILLED_AFTER, str(step), *overrides], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-
-
-def losses(out_dir) -> dict[int, float]:
-    """step -> loss; a step logged twice (redone after a resume) keeps its last value."""
-    return {r["step"]: r["loss"] for r in read_log(Path(out_dir) / "log.jsonl", "train")}
+    return make_synth(tmp_path_factory)
 
 
 def test_two_process_torchrun_matches_single_process(synth, tmp_path):
@@ -103,17 +48,21 @@ def test_kill_and_resume_gives_the_same_loss_curve(synth, tmp_path):
     full = run_cli([*common, f"run.out_dir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr[-3000:]
     out = tmp_path / "killed"
-    killed = run_killed_after(3, [*common[3:], f"run.out_dir={out}", "run.ckpt_every_steps=2"])
+    killed = run_signalled_after("finetune", "SIGKILL", 3, [*common[3:], f"run.out_dir={out}",
+                                                            "run.ckpt_every_steps=2"], tmp_path)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert sorted(losses(out)) == [1, 2, 3]
     assert (out / "checkpoints" / "step_00000002").is_dir()
     resumed = run_cli([*common, f"run.out_dir={out}", "run.ckpt_every_steps=2", "--resume", "auto"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
-    a, b = losses(tmp_path / "full"), losses(out)
+    a, b = losses(tmp_path / "full"), losses(out)     # losses(): every step logged once
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
     assert [b[s] for s in range(1, 7)] == [a[s] for s in range(1, 7)]     # exact
     assert len(set(a.values())) > 1
+    # step 3, redone after the resume, was dropped from the log; the resume point is marked
+    marks = read_log(out / "log.jsonl", "resume")
+    assert [(m["step"], m["dropped"]) for m in marks] == [(2, 1)]
 
 
 def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint_intact(synth, tmp_path):
@@ -240,7 +189,7 @@ def test_multiview_eval_two_processes_matches_single(synth, tmp_path):
 
 def test_repeated_augmentation_copies_differ_and_are_reproducible(synth):
     from mgm.data import build_dataset
-    from mgm.engine.trainer import RepeatedAugDataset
+    from mgm.engine.run_context import RepeatedAugDataset
 
     cfg = load_config("tiny_finetune", [*data_args(synth), *SMALL])
     ds = build_dataset(cfg, "train", "finetune")
@@ -265,5 +214,31 @@ def test_corrupt_videos_are_named_in_the_epoch_report(synth, tmp_path):
     res = run_pretrain(cfg)
     assert res["step"] == 2 and res["epoch"] == 1
     rep = read_log(tmp_path / "r" / "log.jsonl", "data")
-    assert rep[0]["bad_videos"] == 1 and "broken.mp4" in rep[0]["videos"][0]
-    assert "broken.mp4" in (tmp_path / "r" / "bad_videos.jsonl").read_text()
+    assert rep[0]["bad_videos"] == 1 and rep[0]["videos"][0].startswith(f"{tmp_path / 'broken.mp4'}: ")
+    assert "(replaced by " in rep[0]["videos"][0]
+    # 24-frame videos, clips of 8 frames x stride 4 span 29: used, counted as short
+    assert rep[0]["short_videos"] == 7 and rep[0]["short"][0].endswith("24 frames, clip needs 29 (the last frame repeats)")
+    line = json.loads((tmp_path / "r" / "bad_videos.jsonl").read_text())
+    assert line["videos"][0]["path"] == str(tmp_path / "broken.mp4") and line["videos"][0]["replaced_by"]
+
+
+def test_eval_leaves_an_unreadable_test_video_out(synth, tmp_path):
+    """A stand-in is not a view of the unreadable video: 4 good + 1 broken -> 4 rows."""
+    from mgm.engine.finetune import run_eval
+    from mgm.models import build_classifier, save_checkpoint
+
+    (tmp_path / "broken.mp4").write_bytes(os.urandom(3000))
+    lines = (synth / "val.txt").read_text().splitlines()[:4]
+    lst = tmp_path / "test5.txt"
+    lst.write_text("".join(f"{synth / ln.split()[0]} {ln.split()[1]}\n" for ln in lines[:2])
+                   + f"{tmp_path / 'broken.mp4'} 3\n"
+                   + "".join(f"{synth / ln.split()[0]} {ln.split()[1]}\n" for ln in lines[2:]))
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(build_classifier("vit_tiny", num_classes=8, num_frames=8, img_size=64),
+                           tmp_path / "clf.safetensors")
+    cfg = load_config("tiny_finetune", [f"data.test={lst}", *SMALL, "data.test_clips=2", "data.test_crops=1",
+                                        "optim.batch_size=2", f"model.init={ckpt}", f"run.out_dir={tmp_path / 'ev'}"])
+    m = run_eval(cfg)
+    assert m["videos"] == 4 and m["unreadable"] == 1
+    rows = (tmp_path / "ev" / "predictions.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["0", "1", "3", "4"] and all(r.endswith(",2") for r in rows)

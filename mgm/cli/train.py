@@ -8,6 +8,7 @@ only when a command runs).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 TASK_HELP = {
@@ -108,6 +109,7 @@ def _runner(task: str):
         if task in ("pretrain", "finetune") and not cfg.data.train:
             raise UserError("no training data: set data.train=LIST_OR_DIR (and data.root=DIR for "
                             "relative paths); `mgm data synth DIR` makes a small demo set")
+        from mgm.engine.preemption import EXIT_PREEMPTED, TrainingInterrupted
         from mgm.engine.trainer import TrainingStopped
 
         if task == "pretrain":
@@ -123,6 +125,10 @@ def _runner(task: str):
         except TrainingStopped as e:
             print(f"mgm {task}: stopped: {e}", file=sys.stderr)
             return 3
+        except TrainingInterrupted as e:     # pre-emption: checkpoint written, resume later
+            if _is_rank0():
+                print(f"mgm {task}: interrupted by {e}", file=sys.stderr)
+            return EXIT_PREEMPTED
         except FileNotFoundError as e:
             raise UserError(str(e)) from None
         if isinstance(result, dict) and "step" in result:
@@ -133,14 +139,16 @@ def _runner(task: str):
                 total = t["data"] + t["compute"]
                 tail = (f"; {steps / total:.3g} steps/s, {t['clips'] / total:.3g} clips/s, "
                         f"data wait {100 * t['data'] / total:.0f}% of step time")
-            import os
-
-            if int(os.environ.get("RANK", "0")) == 0:
+            if _is_rank0():
                 print(f"done: step {result['step']}, epoch {result['epoch']}, "
                       f"{result['bad_steps']} skipped steps{tail}; output in {cfg.run.out_dir}")
         return 0
 
     return run
+
+
+def _is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _configs(args) -> int:

@@ -14,7 +14,7 @@ _LAZY = {
     "build_dataset": "mgm.data.dataset",
     "VideoDataset": "mgm.data.dataset",
     "collate": "mgm.data.dataset",
-    "BadVideoLog": "mgm.data.dataset",
+    "BadVideoLog": "mgm.data.bad_videos",
     "load_annotations": "mgm.data.annotations",
     "Annotations": "mgm.data.annotations",
     "Sample": "mgm.data.annotations",

@@ -2,8 +2,9 @@
 
     ds = build_dataset(cfg, split="train", task="pretrain", guidance=True)
     ds.set_epoch(epoch)
-    item = ds[i]   # video (3,T,H,W) float32, label, index, view, bad; with guidance=True also
-                   # magnitude + magnitude_valid (T', Hp, Wp): the patch-grid motion the masks follow
+    item = ds[i]   # video (3,T,H,W) float32, label, index, view, bad, short, requested; with
+                   # guidance=True also magnitude + magnitude_valid (T', Hp, Wp): the patch-grid
+                   # motion the masks follow
 
 The dataset never builds masks: the training step does, for the whole batch at once
 (``mgm.engine.pretrain``), from the magnitude grids returned here.
@@ -11,33 +12,42 @@ The dataset never builds masks: the training step does, for the whole batch at o
 Randomness of item i in epoch e is drawn from ``default_rng([run.seed, e, i, attempt])``:
 the same seed gives the same items whatever the number of workers or their order.
 
-A video that cannot be read (missing, corrupt, unsupported, decoder error) is replaced by
-the next index (``i+1``, ``i+2``, ...; each attempt with its own seeded generator) and
-named in the item's ``bad`` list as ``"path: reason"``; ``collate`` concatenates those
-and ``BadVideoLog`` counts them per epoch. Known-bad videos are remembered per worker so
-they are not decoded again, and still reported every time they are skipped.
+A video that cannot be used (missing, empty, not a video, no video stream, decoder error; on
+the train split also fewer frames than ``data.num_frames``) is replaced by its own stand-in
+(``mgm.data.replacement``: no good video stands in for two bad ones, different per epoch) and
+named in the item's ``bad`` list as ``"path: reason (replaced by other_path)"``. A video shorter
+than one clip but with at least ``data.num_frames`` frames is used (its last frame repeats)
+and named in ``short``. ``collate`` concatenates both lists and ``BadVideoLog`` reports them per
+epoch. Each process remembers what it learnt when opening a file (frame count or the reason it
+is unusable), so a bad file is opened once per process.
 """
 from __future__ import annotations
-
-import json
-import logging
-import os
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from mgm.config import TASKS
 from mgm.data import sampling, transforms
 from mgm.data.annotations import AnnotationError, Annotations, load_annotations
+from mgm.data.replacement import Replacements
+from mgm.errors import UserError
 from mgm.masking.guidance import motion_to_patch_magnitude
 from mgm.video import probe_video, read_clip
 
-log = logging.getLogger("mgm.data")
-
 SPLITS = ("train", "val", "test")
-TASKS = ("pretrain", "finetune", "linprobe", "eval")
-MAX_REPLACEMENTS = 64
+
+
+class DataError(UserError):
+    """The data cannot give an item at all (every candidate video unusable).
+
+    Raised in a DataLoader worker, torch raises it again in the main process with the worker's
+    traceback folded into the message; only our own last line is kept, for a one-line error."""
+
+    def __init__(self, message: str):
+        if message.startswith("Caught ") and "Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(f"{type(self).__name__}: ", 1)[-1]
+        super().__init__(message)
 
 
 def annotation_source(cfg, split: str) -> str:
@@ -93,10 +103,16 @@ class VideoDataset(torch.utils.data.Dataset):
         self.guidance = guidance
         self.motion_mode = d.motion if guidance else "none"
         self.patch_grid = (self.num_frames // self.tubelet, self.size // self.patch, self.size // self.patch)
+        # frames one clip spans: a shorter video repeats its last frame
+        self.span = self.num_frames if d.sampling == "segment" else (self.num_frames - 1) * self.stride + 1
+        # stand-ins follow the run's seed, not the per-copy seed of repeated augmentation: the
+        # copies of one bad entry show the same stand-in video
+        self.replace_seed = cfg.run.seed
         # shared so that persistent workers see set_epoch too
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
-        self._bad: dict[int, str] = {}       # per process: video index -> "path: reason"
+        self._unusable: dict[int, str] = {}  # per process: video index -> reason ("" = usable)
         self._nframes: dict[int, int] = {}   # per process: video index -> frame count
+        self._replacements: Replacements | None = None
         self._last_clip = None               # test split: the crops of one clip decode once
 
     # ------------------------------------------------------------ API
@@ -114,30 +130,75 @@ class VideoDataset(torch.utils.data.Dataset):
     def rng(self, index: int, attempt: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed & 0xFFFFFFFF, self.epoch, index, attempt])
 
+    def replacements(self) -> Replacements:
+        """This epoch's stand-ins for unusable videos (``mgm.data.replacement``)."""
+        r = self._replacements
+        if r is None or r.epoch != self.epoch:
+            r = Replacements(len(self.samples), self.replace_seed, self.epoch, self.is_unusable)
+            self._replacements = r
+        return r
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(index)
         vid, view = divmod(index, self.views)
-        n = len(self.samples)
-        bad: list[str] = []
-        for attempt in range(min(n, MAX_REPLACEMENTS)):
-            cand = (vid + attempt) % n
-            if cand in self._bad:
-                bad.append(self._bad[cand])
+        failed: list[tuple[int, str]] = []
+        for attempt, cand in enumerate(self._candidates(vid)):
+            reason = self.unusable(cand)
+            if not reason:
+                try:
+                    item = self.load(cand, view, self.rng(index, attempt))
+                except Exception as e:  # noqa: BLE001 - any failure of one video is reported, not fatal
+                    reason = _reason(e, self.samples[cand].path)
+            if reason:
+                # a stand-in that is unusable when opened is reported when its own entry is drawn
+                if cand == vid or not self.unusable(cand):
+                    failed.append((cand, reason))
                 continue
-            try:
-                item = self.load(cand, view, self.rng(index, attempt))
-            except Exception as e:  # noqa: BLE001 - any failure of one video is reported, not fatal
-                self._bad[cand] = f"{self.samples[cand].path}: {_reason(e, self.samples[cand].path)}"
-                bad.append(self._bad[cand])
-                continue
-            item["bad"] = bad
+            used = self.samples[cand].path
+            item["bad"] = [f"{self.samples[v].path}: {r} (replaced by {used})" for v, r in failed]
+            n = self._nframes.get(cand, 0)
+            item["short"] = ([f"{used}: {n} frames, clip needs {self.span} (the last frame repeats)"]
+                             if n < self.span else [])
+            item["requested"] = int(vid)
             return item
-        raise RuntimeError(
-            f"{len(bad)} videos in a row could not be read, starting at index {vid}; "
-            "run `mgm data check` on the list. Last: " + "; ".join(bad[-5:]))
+        raise DataError(
+            f"no readable video stands in for index {vid} of {self.ann.source} (every candidate is "
+            f"unusable; {self.samples[vid].path}: {self.unusable(vid) or failed[0][1]}); run "
+            "`mgm data check` on the list")
+
+    def _candidates(self, vid: int):
+        yield vid
+        yield from self.replacements().candidates(vid)    # only reached when vid fails
 
     # ------------------------------------------------------------ one video
+
+    def unusable(self, vid: int) -> str:
+        """Why video ``vid`` cannot be used, from opening it ("" when it can); once per process.
+        On the train split a video with fewer frames than one clip has (``data.num_frames``) is
+        skipped: its clip would be mostly one repeated frame with no motion."""
+        if vid not in self._unusable:
+            path = self.samples[vid].path
+            try:
+                info = probe_video(path)
+            except Exception as e:  # noqa: BLE001 - reported with the reason
+                self._unusable[vid] = _reason(e, path)
+                return self._unusable[vid]
+            n = self._nframes[vid] = int(info.num_frames or 0)
+            reason = ""
+            if n <= 0:
+                reason = "no frames"
+            elif self.split == "train" and n < self.num_frames:
+                reason = (f"too short: {n} frames, clip needs {self.span} (fewer than "
+                          f"data.num_frames={self.num_frames}: skipped)")
+            elif self.motion_mode == "codec" and not info.has_motion_vectors:
+                reason = (f"codec {info.codec} exports no motion vectors (data.motion=codec); "
+                          "use data.motion=auto or transcode to H.264")
+            self._unusable[vid] = reason
+        return self._unusable[vid]
+
+    def is_unusable(self, vid: int) -> bool:
+        return bool(self.unusable(vid))
 
     def num_raw_frames(self, vid: int) -> int:
         if vid not in self._nframes:
@@ -212,11 +273,11 @@ def _reason(e: BaseException, path: str) -> str:
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack tensors, make int fields long tensors, concatenate the ``bad`` lists."""
+    """Stack tensors, make int fields long tensors, concatenate the ``bad`` and ``short`` lists."""
     out: dict = {}
     for key in items[0]:
         vals = [it[key] for it in items]
-        if key == "bad":
+        if key in ("bad", "short"):
             out[key] = [s for v in vals for s in v]
         elif isinstance(vals[0], torch.Tensor):
             out[key] = torch.stack(vals)
@@ -229,51 +290,3 @@ def collate(items: list[dict]) -> dict:
         else:
             out[key] = vals
     return out
-
-
-# ---------------------------------------------------------------- bad-video report
-
-
-class BadVideoLog:
-    """Counts and names the videos replaced during an epoch.
-
-    ``update(batch["bad"])`` after each batch; ``end_epoch(epoch)`` returns
-    ``{"epoch", "count" (distinct videos), "replacements" (items that needed one),
-    "videos": [{"path", "reason", "times"}]}``, logs it (a warning when count > 0) and,
-    when a path was given, appends it as one JSON line to that file.
-    """
-
-    def __init__(self, path: str | os.PathLike | None = None, logger: logging.Logger | None = None):
-        self.path = Path(path) if path else None
-        self.log = logger or log
-        self._times: Counter = Counter()
-        self._reason: dict[str, str] = {}
-        self.total: dict[str, str] = {}      # every bad video seen in this run
-
-    def update(self, bad) -> None:
-        for entry in bad or ():
-            path, sep, reason = str(entry).partition(": ")
-            if path not in self._reason and path not in self.total:
-                self.log.warning("bad video replaced: %s", entry)
-            self._times[path] += 1
-            self._reason[path] = reason if sep else "unreadable"
-            self.total[path] = self._reason[path]
-
-    def end_epoch(self, epoch: int) -> dict:
-        videos = [{"path": p, "reason": self._reason[p], "times": n} for p, n in sorted(self._times.items())]
-        summary = {"epoch": int(epoch), "count": len(videos),
-                   "replacements": int(sum(self._times.values())), "videos": videos}
-        if videos:
-            names = ", ".join(f"{v['path']} ({v['reason']})" for v in videos[:20])
-            more = f" and {len(videos) - 20} more" if len(videos) > 20 else ""
-            self.log.warning("epoch %d: %d bad videos replaced %d times: %s%s", epoch, len(videos),
-                             summary["replacements"], names, more)
-        else:
-            self.log.info("epoch %d: no bad videos", epoch)
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(summary) + "\n")
-        self._times.clear()
-        self._reason.clear()
-        return summary

@@ -12,16 +12,26 @@ to its final name, so a directory with a final name is always complete: a run ki
 moment leaves at worst a ``.tmp-*`` directory, which is ignored and removed by the next save.
 Old checkpoints beyond ``keep_last`` are renamed to ``.trash-*`` before being deleted, for the
 same reason. Only rank 0 writes.
+
+Reading back (``--resume auto``): ``resume_candidates`` lists the complete checkpoints newest
+first and the trainer takes the first that loads. A checkpoint that does not (a truncated file,
+or a ``trainer.pt`` that ``torch.load(weights_only=True)`` refuses because unpickling it would run
+code) is skipped with a message saying why — refused files are never loaded another way.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
+
+import torch
+
+from mgm.models.checkpoint import CheckpointError
 
 _NAME = re.compile(r"^step_(\d{8,})$")
 
@@ -98,19 +108,65 @@ class CheckpointManager:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def resolve_resume(resume: str, out_dir: str | os.PathLike) -> Path | None:
-    """``""`` → None; ``auto`` → newest complete checkpoint in ``out_dir`` (None if there is
-    none: a fresh start); a path → that checkpoint directory (error if it is not one)."""
+def resume_candidates(resume: str, out_dir: str | os.PathLike) -> tuple[list[Path], bool]:
+    """(checkpoints to try in order, explicit). ``""`` → none; ``auto`` → every complete
+    checkpoint in ``out_dir``, newest first (none: a fresh start); a checkpoint directory → that
+    one only (explicit: no fallback); a run directory → its checkpoints, newest first."""
     if not resume:
-        return None
+        return [], False
     if resume == "auto":
-        return CheckpointManager(out_dir).latest()
+        return [p for _, p in reversed(CheckpointManager(out_dir).list())], False
     p = Path(resume)
     if p.is_dir() and (p / "meta.json").exists() and (p / "trainer.pt").exists():
-        return p
+        return [p], True
     if p.is_dir() and (p / "checkpoints").is_dir():
-        latest = CheckpointManager(p).latest()
-        if latest is not None:
-            return latest
+        found = [c for _, c in reversed(CheckpointManager(p).list())]
+        if found:
+            return found, False
     raise FileNotFoundError(f"run.resume={resume!r}: not a complete checkpoint directory "
                             "(expected step_XXXXXXXX/ with meta.json and trainer.pt)")
+
+
+def resolve_resume(resume: str, out_dir: str | os.PathLike) -> Path | None:
+    """The newest of ``resume_candidates`` (None: a fresh start)."""
+    found, _ = resume_candidates(resume, out_dir)
+    return found[0] if found else None
+
+
+def load_first(candidates: list[Path], explicit: bool, load: Callable[[Path], None]) -> tuple[Path | None, list[str]]:
+    """Call ``load`` on each candidate until one does not raise CheckpointError. Returns (the
+    checkpoint loaded or None when there were none, messages naming those skipped and why).
+    An explicit checkpoint that fails, or no candidate loading, is a CheckpointError."""
+    skipped: list[str] = []
+    for path in candidates:
+        try:
+            load(path)
+            return path, skipped
+        except CheckpointError as e:
+            if explicit:
+                raise
+            skipped.append(f"resume: skipped {path.name}: {e}")
+    if candidates:
+        raise CheckpointError(f"no checkpoint in {candidates[0].parent} can be resumed from ("
+                              + "; ".join(skipped) + "); move them away to start afresh")
+    return None, skipped
+
+
+def load_trainer_state(path: Path) -> dict:
+    """``path/trainer.pt`` read with ``weights_only=True``; CheckpointError (one line) when it is
+    unreadable or would run code when unpickled."""
+    f = Path(path) / "trainer.pt"
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{f}: refusing to unpickle it: the file needs code beyond tensors and plain "
+            f"containers, which weights_only=True does not run ({first_line(e)})") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{f}: not a readable checkpoint ({first_line(e)})") from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

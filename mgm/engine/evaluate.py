@@ -5,12 +5,15 @@ averaging (VideoMAE's own fix of averaging raw logits). Views are spread over ra
 non-shuffling distributed sampler that pads the last batch by wrapping around; the padded
 positions are known (global position >= dataset length) and dropped where they are predicted,
 so no view is counted twice. Each rank sums probabilities per video; the partial sums are
-gathered and added, and a view seen on two ranks is an error.
+gathered and added, and a view seen on two ranks is an error. Items of an unreadable video (the
+dataset gives a stand-in: ``index != requested``) are dropped too: that video is left out of the
+metrics and the predictions CSV (the training report names such videos; ``mgm data check`` too).
 """
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -113,6 +116,7 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
     partial: dict = {}
     losses = []
     seen = 0
+    unreadable: set[str] = set()
     bar = None
     if d.is_main:
         from tqdm import tqdm
@@ -125,6 +129,9 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
         pos = d.rank + d.world_size * torch.arange(seen, seen + b)
         seen += b
         keep = (pos < n).numpy()
+        if "requested" in batch:     # a stand-in for an unreadable video is not a view of it
+            keep &= (batch["index"] == batch["requested"]).numpy()
+            unreadable.update(e.split(" (replaced by ")[0] for e in batch.get("bad", []))
         video = batch["video"].to(ctx.device, non_blocking=True)
         with ctx.autocast():
             logits = forward(video)
@@ -146,6 +153,12 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
     metrics, rows = finalize(merged)
     loss_sum = sum(du.all_gather_object(sum(losses)))
     metrics["loss"] = loss_sum / max(1, sum(len(r[1]) for r in merged.values()))
+    unreadable = set().union(*du.all_gather_object(unreadable))
+    if unreadable:
+        metrics["unreadable"] = len(unreadable)
+        if d.is_main:
+            print(f"{desc}: {len(unreadable)} unreadable videos left out: " + "; ".join(sorted(unreadable)[:10])
+                  + (" ..." if len(unreadable) > 10 else ""), file=sys.stderr, flush=True)
     if csv_path is not None and d.is_main:
         samples = getattr(dataset, "samples", None)
         paths = [getattr(s, "path", "") for s in samples] if samples is not None else None

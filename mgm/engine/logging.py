@@ -4,6 +4,11 @@ Every record goes to ``OUT_DIR/log.jsonl`` as one strict JSON object per line (`
 "kind": "train", "loss": .., "lr": .., ...}``; a non-finite number is written as ``null``); scalars also go to TensorBoard under ``KIND/NAME``
 (``train/loss``, ``train/lr``, ``train/clips_per_s``, ``train/masked_ratio``, ``val/top1`` ...).
 Other ranks get a logger that does nothing.
+
+After a resume from step ``s`` (``restart_at=s``), the records of steps after ``s`` that the
+stopped run had logged are dropped from ``log.jsonl`` (they are redone, identically) and a
+``{"kind": "resume", "step": s, "dropped": n}`` record marks the point, so the file holds each
+step once and a plot of it is the curve of the run; TensorBoard purges the same steps.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from pathlib import Path
 class RunLogger:
     def __init__(self, out_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
                  total_steps: int = 0, initial_step: int = 0, desc: str = "train",
-                 progress: bool = True):
+                 progress: bool = True, restart_at: int | None = None):
         self.enabled = enabled
         self.out_dir = Path(out_dir)
         self._tb = None
@@ -26,12 +31,20 @@ class RunLogger:
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.out_dir / "log.jsonl", "a", buffering=1)
+        path = self.out_dir / "log.jsonl"
+        dropped = 0
+        if restart_at is not None:
+            dropped = drop_records(path, lambda r: r.get("step") is None or r["step"] <= restart_at)
+        self._file = open(path, "a", buffering=1)
+        if restart_at is not None:
+            self._file.write(json.dumps({"kind": "resume", "step": restart_at, "time": round(time.time(), 3),
+                                         "dropped": dropped}) + "\n")
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(self.out_dir / "tb"))
+                purge = {"purge_step": restart_at + 1} if restart_at is not None else {}
+                self._tb = SummaryWriter(str(self.out_dir / "tb"), **purge)
             except Exception as e:  # tensorboard missing or broken: keep training
                 print(f"warning: TensorBoard disabled ({e})", file=sys.stderr)
         if progress and total_steps:
@@ -82,6 +95,32 @@ class RunLogger:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def drop_records(path: str | Path, keep) -> int:
+    """Rewrite a JSON-lines file keeping the records for which ``keep(record)`` is true
+    (atomically: a crash leaves the old file or the new one). Returns how many were dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:           # a line cut short by a kill: drop it
+            dropped += 1
+            continue
+        if keep(rec):
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(k + "\n" for k in kept))
+        tmp.replace(path)
+    return dropped
 
 
 def read_log(path: str | Path, kind: str | None = None) -> list[dict]:

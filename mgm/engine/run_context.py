@@ -12,6 +12,7 @@ augmentation. ``rng_state`` / ``set_rng_state`` capture every RNG for an exact r
 """
 from __future__ import annotations
 
+import functools
 import random
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from mgm.config import Config, accum_steps_for, save_config, validate_config
 from mgm.data.dataset import build_dataset
 from mgm.engine import distributed as du
 from mgm.engine.logging import RunLogger
+from mgm.engine.preemption import stop_signal_gate, worker_stop_signals
 from mgm.errors import UserError
 from mgm.models.checkpoint import init_from, load_checkpoint
 from mgm.models.vit import build_model
@@ -120,7 +122,9 @@ def make_loader(ctx: RunContext, dataset, sampler, batch_size: int, drop_last: b
     nw = ctx.cfg.data.num_workers
     kwargs = {}
     if nw > 0:
-        kwargs.update(persistent_workers=True, prefetch_factor=2)
+        # SIGTERM / SIGUSR1 are for the training process to stop cleanly (mgm.engine.preemption)
+        kwargs.update(persistent_workers=True, prefetch_factor=2,
+                      worker_init_fn=functools.partial(worker_stop_signals, stop_signal_gate()))
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=nw, drop_last=drop_last,
         collate_fn=collate_fn, pin_memory=ctx.device.type == "cuda",

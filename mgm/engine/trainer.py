@@ -11,8 +11,11 @@ One optimiser step = ``accum_steps`` micro-batches of ``optim.batch_size`` clips
    ``run.max_bad_steps`` in a row stops the run with :class:`TrainingStopped`, leaving the last
    checkpoint as it was;
 4. gradient clipping (``optim.clip_grad``), optimiser step (through GradScaler for fp16);
-5. checkpoint every ``run.ckpt_every_steps`` steps and at each epoch end (rank 0, atomic);
-6. every ``run.eval_every`` epochs, ``evaluate()`` (validation) and its metrics logged.
+5. checkpoint every ``run.ckpt_every_steps`` steps, every ``run.ckpt_every_minutes`` and at
+   each epoch end (rank 0, atomic);
+6. every ``run.eval_every`` epochs, ``evaluate()`` (validation) and its metrics logged;
+7. SIGTERM / SIGUSR1 (pre-emption): after the step, a checkpoint and :class:`TrainingInterrupted`
+   on every rank (``mgm.engine.preemption``; the decision is all-reduced so all ranks agree).
 
 ``step_fn(batch, step, micro)`` gets the optimiser step it contributes to and the index of the
 micro-batch within it, so that randomness drawn in the step (pretraining masks) is a function of
@@ -22,6 +25,8 @@ optimiser step (and its checkpoint): progress displays, or a test stopping the p
 Resume (``run.resume=auto|PATH``) restores weights, optimiser, scaler, schedule, the epoch and
 position inside it (the sampler skips what was consumed) and every rank's RNG states, so the
 loss curve continues exactly as if the run had not stopped (CPU, same seed, same world size).
+``auto`` takes the newest checkpoint that loads (``mgm.engine.trainer_checkpoints``); the log
+drops the records of the steps that are redone (``mgm.engine.logging``).
 
 Run setup (``setup_run``, ``RunContext``, ``make_loader``, ``wrap_model``, RNG state) is
 ``mgm.engine.run_context``.
@@ -29,7 +34,6 @@ Run setup (``setup_run``, ``RunContext``, ``make_loader``, ``wrap_model``, RNG s
 from __future__ import annotations
 
 import math
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -37,18 +41,16 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
 
-from mgm.config import config_to_dict
-from mgm.data.dataset import BadVideoLog
+from mgm.data.bad_videos import BadVideoLog
 from mgm.engine import distributed as du
-from mgm.engine.checkpoint import CheckpointManager, resolve_resume
-from mgm.engine.logging import RunLogger
+from mgm.engine.checkpoint import CheckpointManager
+from mgm.engine.logging import RunLogger, drop_records
 from mgm.engine.optim import CosineSchedule, build_optimizer, scaled_lr
-from mgm.engine.run_context import (RepeatedAugDataset, RunContext, RunError, make_loader, rng_state,
-                                    set_rng_state)
+from mgm.engine.preemption import StopGuard, TrainingInterrupted
+from mgm.engine.run_context import RepeatedAugDataset, RunContext, RunError, make_loader
 from mgm.engine.samplers import ResumableDistributedSampler
-from mgm.models.checkpoint import save_checkpoint, unwrap
+from mgm.engine.trainer_checkpoints import TrainerCheckpoints, load_model_weights
 
 
 class TrainingStopped(RuntimeError):
@@ -79,7 +81,7 @@ def _grad_norm(params: list[torch.Tensor], max_norm: float | None) -> torch.Tens
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 
-class Trainer:
+class Trainer(TrainerCheckpoints):
     """Runs ``epochs`` of ``step_fn(batch, step, micro) -> StepOutput`` with everything in the
     module doc.
 
@@ -127,8 +129,8 @@ class Trainer:
                                        round(cfg.optim.warmup_epochs * self.steps_per_epoch),
                                        cfg.optim.min_lr)
         self.stateful = stateful or {}
-        self.save_weights = save_weights or self._save_weights
-        self.load_weights = load_weights or _load_weights
+        self.save_weights = save_weights or self.save_model_weights
+        self.load_weights = load_weights or load_model_weights
         self.evaluate = evaluate
         self.on_step = on_step
         self.desc = desc
@@ -139,77 +141,30 @@ class Trainer:
         self.bad_steps_total = 0
         self.bad_in_a_row = 0
         self.last_ckpt: Path | None = None
+        self.saved_step: int | None = None       # the step of the newest checkpoint
         self.history: list[dict] = []      # per step: step, loss, lr (every rank)
         self.timing = {"data": 0.0, "compute": 0.0, "steps": 0, "clips": 0}
-        self._bad_other_ranks: list[str] = []
-
-    # ------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict:
-        rng = du.all_gather_object(rng_state())
-        return {
-            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.ctx.scaler.state_dict() if self.ctx.scaler else None,
-            "schedule": self.schedule.state_dict(),
-            "sampler": {"epoch": self.epoch, "start": self.step_in_epoch * self.ctx.accum_steps * self.loader_batch},
-            "rng": rng, "world_size": self.ctx.dist.world_size,
-            "bad_steps_total": self.bad_steps_total, "bad_in_a_row": self.bad_in_a_row,
-            "stateful": du.all_gather_object({k: v.state_dict() for k, v in self.stateful.items()}),
-            "global_batch": self.global_batch,
-        }
-
-    def save(self) -> None:
-        state = self.state_dict()      # collective: every rank takes part
-        if self.ctx.dist.is_main:
-            def write(d: Path):
-                self.save_weights(self.model, d)
-                torch.save(state, d / "trainer.pt")
-
-            self.last_ckpt = self.ckpt.save(self.step, write, {"epoch": self.epoch,
-                                                               "step_in_epoch": self.step_in_epoch})
-        du.barrier()
-
-    def resume(self, path: Path) -> None:
-        self.load_weights(self.model, path)
-        st = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
-        if st.get("global_batch") != self.global_batch:
-            raise RunError(f"{path}: saved with global batch {st.get('global_batch')}, this run "
-                                  f"has {self.global_batch}; resume with the same batch settings")
-        self.optimizer.load_state_dict(st["optimizer"])
-        if self.ctx.scaler is not None and st.get("scaler"):
-            self.ctx.scaler.load_state_dict(st["scaler"])
-        self.schedule.load_state_dict(st["schedule"])
-        self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
-        self.bad_steps_total = st.get("bad_steps_total", 0)
-        self.bad_in_a_row = st.get("bad_in_a_row", 0)
-        r = self.ctx.dist.rank
-        same_world = st.get("world_size") == self.ctx.dist.world_size
-        if not same_world and self.ctx.dist.is_main:
-            print(f"warning: {path} was written by {st.get('world_size')} processes, this run has "
-                  f"{self.ctx.dist.world_size}: RNG streams restart (the curve will not match exactly)",
-                  file=sys.stderr)
-        states = st.get("stateful") or [{}]
-        mine = states[r] if same_world and r < len(states) else states[0]
-        for k, obj in self.stateful.items():
-            if k in mine:
-                obj.load_state_dict(mine[k])
-        if same_world:
-            set_rng_state(st["rng"][r])
-        self.last_ckpt = path
+        # rank 0 reports the epoch's unusable / short videos; the other ranks keep theirs until
+        # the epoch ends (both travel in checkpoints, so a resumed epoch's report is whole)
+        self.bad_log = BadVideoLog(ctx.out_dir / "bad_videos.jsonl") if d.is_main else None
+        self._bad_other_ranks: list[tuple[list, list]] = []
+        self.guard = StopGuard(cfg.run.ckpt_every_minutes, ctx.device)
 
     # ------------------------------------------------------------ run
 
     def fit(self) -> dict:
         ctx, cfg = self.ctx, self.cfg
-        resume = resolve_resume(cfg.run.resume, ctx.out_dir)
-        if resume is not None:
-            self.resume(resume)
+        resume, skipped = self.resume_newest()
         max_steps = cfg.run.max_steps or self.total_steps
         max_steps = min(max_steps, self.total_steps)
         ctx.logger = logger = RunLogger(ctx.out_dir, enabled=ctx.dist.is_main,
                                         tensorboard=cfg.run.tensorboard, total_steps=max_steps,
-                                        initial_step=self.step, desc=self.desc)
+                                        initial_step=self.step, desc=self.desc,
+                                        restart_at=self.step if cfg.run.resume else None)
+        if cfg.run.resume and self.bad_log is not None:   # this epoch's report is written again
+            drop_records(self.bad_log.path, lambda r: r.get("epoch", 0) < self.epoch)
+        for text in skipped:
+            logger.message(text)
         if resume is not None:
             logger.message(f"resumed from {resume} at step {self.step} (epoch {self.epoch}, "
                            f"step {self.step_in_epoch} of {self.steps_per_epoch})")
@@ -218,20 +173,18 @@ class Trainer:
             f"{ctx.device}, global batch {self.global_batch} (per process {cfg.optim.batch_size} x "
             f"{ctx.accum_steps} accumulation{f' x {self.repeats} repeated aug' if self.repeats > 1 else ''}), "
             f"lr {self.lr:.3g}, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps")
-        bad_log = None
-        if ctx.dist.is_main:
-            bad_log = BadVideoLog(ctx.out_dir / "bad_videos.jsonl")
         done = self.step >= max_steps
         try:
-            while not done and self.epoch < cfg.optim.epochs:
-                done = self._epoch(max_steps, bad_log)
+            with self.guard:
+                while not done and self.epoch < cfg.optim.epochs:
+                    done = self._epoch(max_steps)
         finally:
             logger.close()
         return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
                 "history": self.history, "timing": dict(self.timing),
                 "checkpoint": str(self.last_ckpt) if self.last_ckpt else None}
 
-    def _epoch(self, max_steps: int, bad_log) -> bool:
+    def _epoch(self, max_steps: int) -> bool:
         ctx, cfg, logger = self.ctx, self.cfg, self.ctx.logger
         if hasattr(self.base_dataset, "set_epoch"):
             self.base_dataset.set_epoch(self.epoch)
@@ -249,11 +202,11 @@ class Trainer:
                 td = time.perf_counter()
                 batch = next(it)
                 t_data += time.perf_counter() - td
-                if batch.get("bad") if isinstance(batch, dict) else False:
-                    if bad_log is not None:
-                        bad_log.update(batch["bad"])          # rank 0: named at once
+                if isinstance(batch, dict) and (batch.get("bad") or batch.get("short")):
+                    if self.bad_log is not None:
+                        self.bad_log.update(batch["bad"], batch.get("short"))  # rank 0: at once
                     else:
-                        self._bad_other_ranks.extend(batch["bad"])
+                        self._bad_other_ranks.append((batch["bad"], batch.get("short", [])))
                 last = micro == accum - 1
                 with _ddp_no_sync(self.train_model, not last):
                     with ctx.autocast():
@@ -324,21 +277,14 @@ class Trainer:
             if (cfg.run.ckpt_every_steps and self.step % cfg.run.ckpt_every_steps == 0
                     and not end_of_epoch and self.bad_in_a_row == 0):
                 self.save()
-            if self.on_step is not None and not end_of_epoch:
-                self.on_step(self.step)
+            if not end_of_epoch:
+                if self.on_step is not None:
+                    self.on_step(self.step)
+                self._poll_stop()
         finished = self.step_in_epoch >= self.steps_per_epoch
         del it
         if finished:
-            # the other ranks' replaced videos join rank 0's report of the epoch
-            others = du.all_gather_object(self._bad_other_ranks) if ctx.dist.distributed else []
-            self._bad_other_ranks = []
-            if bad_log is not None:
-                for lst in others:
-                    bad_log.update(lst)
-                rep = bad_log.end_epoch(self.epoch)
-                logger.log("data", self.step, epoch=self.epoch + 1, bad_videos=rep["count"],
-                           replacements=rep["replacements"],
-                           videos=[f"{v['path']}: {v['reason']}" for v in rep["videos"]])
+            self._report_videos()
             every = cfg.run.eval_every
             metrics = {}
             if self.evaluate is not None and every > 0 and (self.epoch + 1) % every == 0:
@@ -354,15 +300,39 @@ class Trainer:
         elif (self.step >= max_steps and self.bad_in_a_row == 0
               and (cfg.run.ckpt_every_steps == 0 or self.step % cfg.run.ckpt_every_steps)):
             self.save()   # stopped by run.max_steps mid-epoch: keep the position
-        if self.on_step is not None and finished:
-            self.on_step(self.step)      # after the end-of-epoch checkpoint
+        if finished:
+            if self.on_step is not None:
+                self.on_step(self.step)      # after the end-of-epoch checkpoint
+            self._poll_stop()
         return self.step >= max_steps
 
-    def _save_weights(self, model: torch.nn.Module, d: Path) -> None:
-        save_checkpoint(model, d / "model.safetensors", config=config_to_dict(self.cfg),
-                        extra={"step": self.step, "epoch": self.epoch})
+    def _poll_stop(self) -> None:
+        """After every optimiser step, on every rank: the checkpoint ``run.ckpt_every_minutes``
+        asks for, and the clean stop on SIGTERM/SIGUSR1 (``mgm.engine.preemption``); both are
+        decided by all ranks together."""
+        stop, due = self.guard.poll()
+        if (stop or due) and self.saved_step != self.step and self.bad_in_a_row == 0:
+            self.save()
+        if stop:
+            where = (f"checkpoint {self.last_ckpt}" if self.saved_step == self.step else
+                     f"no checkpoint during non-finite steps, the last is {self.last_ckpt or 'none'}")
+            raise TrainingInterrupted(f"{self.guard.signal_name()}: stopped after step {self.step} "
+                                      f"({where}); continue with --resume auto", self.step,
+                                      str(self.last_ckpt) if self.last_ckpt else None)
 
-
-def _load_weights(model: torch.nn.Module, d: Path) -> None:
-    sd = load_file(str(d / "model.safetensors"))
-    unwrap(model).load_state_dict(sd, strict=True)
+    def _report_videos(self) -> None:
+        """End of epoch: the unusable and short videos of every rank in rank 0's report."""
+        others = du.all_gather_object(self._bad_other_ranks) if self.ctx.dist.distributed else []
+        self._bad_other_ranks = []
+        if self.bad_log is None:
+            return
+        for pending in others:
+            for bad, short in pending:
+                self.bad_log.update(bad, short)
+        rep = self.bad_log.end_epoch(self.epoch)
+        # the first 50 of each list; bad_videos.jsonl has them all
+        self.ctx.logger.log(
+            "data", self.step, epoch=self.epoch + 1, bad_videos=rep["count"], replacements=rep["replacements"],
+            videos=[f"{v['path']}: {v['reason']} (replaced by {', '.join(v['replaced_by'])})"
+                    for v in rep["videos"][:50]],
+            short_videos=rep["short_count"], short=[f"{v['path']}: {v['note']}" for v in rep["short"][:50]])
