@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from mgm.errors import UserError
 from mgm.video.motion import MV_CODECS
 
 
@@ -18,7 +19,7 @@ from mgm.video.motion import MV_CODECS
 _TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 
 
-class VideoError(Exception):
+class VideoError(UserError):
     """A video file cannot be read (missing, not a video, no decodable frames, ...).
 
     ``str(e)`` is ``"<path>: <plain reason>"``; ``e.path`` and ``e.reason`` hold the parts."""
