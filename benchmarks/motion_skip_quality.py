@@ -44,7 +44,7 @@ def evaluate(path, truth, starts, frames=16, stride=4) -> dict:
         for j, i in enumerate(c.indices.tolist()):
             p = int(c.indices[j - 1]) if j else max(i - stride, 0)
             for o in range(truth.boxes.shape[1]):
-                cells = _interior(truth.boxes[i, o], c.grid, c.motion.shape[1:3]) & c.motion_valid[j]
+                cells = _interior(truth.boxes[i, o], c.cell, c.motion.shape[1:3]) & c.motion_valid[j]
                 if cells.sum() < 2:
                     continue
                 true_d = (truth.centres[i, o] - truth.centres[p, o]) * (stride / max(i - p, 1) if j == 0 else 1)

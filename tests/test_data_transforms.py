@@ -90,7 +90,7 @@ def _decode(path, cfg, start=0):
     from mgm.video import read_clip
 
     return read_clip(str(path), num_frames=cfg.data.num_frames, stride=cfg.data.stride,
-                     start=start, motion="auto", grid=cfg.data.motion_cell)
+                     start=start, motion="auto", cell=cfg.data.motion_cell)
 
 
 def test_guidance_of_flipped_clip_is_mirrored(synth):

@@ -30,17 +30,19 @@ def test_bold_style_same_motion_higher_contrast(tmp_path):
     assert np.mean(stds["bold"]) > 1.3 * np.mean(stds["natural"])
 
 
-def test_ensure_dataset_regenerates_on_style_or_size_change(tmp_path):
-    from mgm.experiments.demo import ensure_dataset
+def test_ensure_synth_dataset_regenerates_on_any_change(tmp_path):
+    from mgm.data.synth import ensure_synth_dataset
 
     d = tmp_path / "data"
-    a = ensure_dataset(d, 5, size=64, style="bold")
+    a = ensure_synth_dataset(d, 5, size=64, frames=16, style="bold", progress=False)
     assert not a["reused"] and a["style"] == "bold"
     meta = json.loads((d / "boxes.json").read_text())
     assert meta["style"] == "bold" and meta["width"] == 64
-    assert ensure_dataset(d, 5, size=64, style="bold")["reused"]
-    assert not ensure_dataset(d, 5, size=64, style="natural")["reused"]
+    assert ensure_synth_dataset(d, 5, size=64, frames=16, style="bold", progress=False)["reused"]
+    assert not ensure_synth_dataset(d, 5, size=64, frames=16, style="natural", progress=False)["reused"]
     assert json.loads((d / "boxes.json").read_text())["style"] == "natural"
+    assert not ensure_synth_dataset(d, 5, size=64, frames=20, style="natural", progress=False)["reused"]
+    assert not ensure_synth_dataset(d, 5, seed=1, size=64, frames=20, style="natural", progress=False)["reused"]
 
 
 def test_actions_style_figures_carry_the_action(tmp_path):

@@ -37,7 +37,7 @@ def test_mgm_covers_moving_object_on_decoded_clips(moving_clips):
     grid = (8, 14, 14)
     hits = {s: [] for s in STRATEGIES}
     for path, truth in moving_clips:
-        clip = read_clip(path, num_frames=16, stride=2, start=0, motion="codec", grid=16)
+        clip = read_clip(path, num_frames=16, stride=2, start=0, motion="codec", cell=16)
         assert clip.motion.shape == (16, 14, 14, 2)
         mag, val = motion_to_patch_magnitude(clip.motion, clip.motion_valid, grid, 2)
         centres = truth.centres[clip.indices][:, 0]

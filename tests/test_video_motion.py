@@ -68,7 +68,7 @@ def test_sign_and_normalised_magnitude_p_and_b(synthetic_video_factory, pyramid)
     # the grid read_clip returns agrees on the object's interior cells, frame by frame
     mags = {"P": [], "B": []}
     for j, i in enumerate(clip.indices):
-        cells = _interior_cells(truth.boxes[i, 0], clip.grid, clip.motion.shape[1:3]) & clip.motion_valid[j]
+        cells = _interior_cells(truth.boxes[i, 0], clip.cell, clip.motion.shape[1:3]) & clip.motion_valid[j]
         ft = clip.frame_types[i - clip.raw_start]
         if cells.sum() == 0 or ft not in mags:
             continue

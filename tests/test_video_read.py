@@ -203,7 +203,7 @@ def test_bad_input_raises_video_error_with_path(tmp_path, kind):
 
 
 def test_bad_arguments_are_value_errors(synthetic_video_path):
-    for kw in (dict(num_frames=0), dict(stride=0), dict(grid=0), dict(indices=[]), dict(indices=[-1, 2])):
+    for kw in (dict(num_frames=0), dict(stride=0), dict(cell=0), dict(indices=[]), dict(indices=[-1, 2])):
         with pytest.raises(ValueError):
             read_clip(synthetic_video_path, **kw)
     assert os.path.exists(synthetic_video_path)

@@ -66,7 +66,7 @@ def register(sub) -> None:
     s.add_argument("--boxes", required=True, metavar="BOXES.json")
     s.add_argument("--data-root", default="", help="prefix for relative paths in the list")
     s.add_argument("--motion", default="auto", choices=("auto", "codec", "flow"))
-    s.add_argument("--grid", type=int, default=16, help="motion cell size in px (default 16)")
+    s.add_argument("--cell", type=int, default=16, help="motion cell size in px (default 16)")
     s.add_argument("--frames", type=int, default=0, help="frames per video (default 0: all)")
     s.add_argument("--stride", type=int, default=1, help="raw frames between sampled frames (default 1)")
     s.add_argument("--limit", type=int, default=0, help="only the first N videos")
@@ -184,7 +184,7 @@ def _saliency(args) -> int:
         paths.append(str(smp.path))
         rel = os.path.relpath(str(smp.path), str(base))
         keys.append(rel if not rel.startswith("..") else str(smp.path))
-    res = saliency(paths, boxes, keys, motion=args.motion, grid=args.grid, frames=args.frames,
+    res = saliency(paths, boxes, keys, motion=args.motion, cell=args.cell, frames=args.frames,
                    stride=args.stride, progress=not args.json)
     if args.json:
         print(json.dumps({"videos": res.videos, "overall": res.overall}, default=float))

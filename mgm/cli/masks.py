@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         args.start = 0 if args.start is None else args.start
     try:
         clip = read_clip(path, num_frames=args.frames, stride=args.stride, start=args.start,
-                         motion=args.motion, grid=args.patch, seed=args.seed)
+                         motion=args.motion, cell=args.patch, seed=args.seed)
     except VideoError as e:
         raise UserError(str(e)) from e
     if clip.frames.shape[0] != args.frames:

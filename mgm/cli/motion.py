@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--stride", type=int, default=4, help="raw frames between samples (default 4)")
     p.add_argument("--start", type=int, default=None, help="first raw frame (default: random, see --seed)")
     p.add_argument("--seed", type=int, default=None, help="seed for the random start")
-    p.add_argument("--grid", type=int, default=16, help="motion grid cell in px (default 16)")
+    p.add_argument("--cell", type=int, default=16, help="motion cell size in px (default 16)")
     p.add_argument("--motion", choices=["auto", "codec", "flow", "none"], default="auto",
                    help="motion source (default auto: codec vectors, flow if the codec has none)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -61,8 +61,8 @@ def run(args) -> int:
     from mgm.errors import UserError
     from mgm.video import VideoError, probe_video, read_clip
 
-    if args.frames < 1 or args.stride < 1 or args.grid < 1:
-        raise UserError("--frames, --stride and --grid must be >= 1")
+    if args.frames < 1 or args.stride < 1 or args.cell < 1:
+        raise UserError("--frames, --stride and --cell must be >= 1")
     if bool(args.video) == bool(args.synthetic):
         raise UserError("give a VIDEO or --synthetic (one of them)")
     with tempfile.TemporaryDirectory(prefix="mgm-motion-") as tmp:
@@ -76,7 +76,7 @@ def run(args) -> int:
         try:
             info = probe_video(path)
             clip = read_clip(path, num_frames=args.frames, stride=args.stride, start=args.start,
-                             motion=args.motion, grid=args.grid, seed=args.seed)
+                             motion=args.motion, cell=args.cell, seed=args.seed)
         except VideoError as e:
             raise UserError(str(e)) from None
         s = summarize(clip, info)

@@ -223,7 +223,7 @@ class VideoDataset(torch.utils.data.Dataset):
             clip = self._last_clip[1]             # the next spatial crop of the same clip
         else:
             clip = read_clip(sample.path, num_frames=T, stride=self.stride, motion=self.motion_mode,
-                             grid=self.cell, seed=seed, indices=idx)
+                             cell=self.cell, seed=seed, indices=idx)
             if self.mode == "test":
                 self._last_clip = (key, clip)
         frames = clip.frames

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from mgm.data import transforms
+from mgm.errors import UserError
 from mgm.experiments import figures as F
 from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data, run_study, write_outputs
 from mgm.experiments.write import write_report
@@ -97,6 +98,8 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     fields (e.g. ``pretrain_steps``) for tests and experiments."""
     t0 = time.perf_counter()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: not a directory (the demo writes its report there)")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     p = {**PRESETS["quick" if quick else "default"], **{k: v for k, v in overrides.items() if v is not None}}
     s = Study(out_dir=str(out), arms=arms_for("study", strategies=ARMS), pretrain_seeds=(0,), jobs=jobs,
@@ -190,7 +193,7 @@ def make_figures(out: Path, s: Study, data: dict, rows: list[dict]) -> dict:
     grid = spec.grid
     cell = spec.img_size // grid[1]
     video_path = figure_clip(data["test"])
-    clip = read_clip(video_path, num_frames=spec.num_frames, stride=4, start=0, motion="codec", grid=cell)
+    clip = read_clip(video_path, num_frames=spec.num_frames, stride=4, start=0, motion="codec", cell=cell)
     h, w = clip.frames.shape[1:3]
     frames, motion, valid = transforms.apply_clip(clip.frames, clip.motion, clip.motion_valid,
                                                   transforms.center_crop(h, w, spec.img_size), cell)

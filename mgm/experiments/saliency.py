@@ -1,7 +1,7 @@
 """The paper's motion saliency score: r_bbox / r_non_bbox, the average motion magnitude of the
 cells inside the object boxes over that of the cells outside (``mgm saliency``).
 
-Per sampled frame, each motion cell (``grid`` x ``grid`` px) whose centre lies inside any box
+Per sampled frame, each motion cell (``cell`` x ``cell`` px) whose centre lies inside any box
 of that frame counts as inside; cells the motion source marked invalid (intra blocks, no
 vector) are left out of both sides. Per video: mean magnitude inside / mean outside over all
 its sampled frames. Overall: the same ratio with every video's cells pooled, and the mean of
@@ -105,10 +105,10 @@ def match(boxes: dict[str, VideoBoxes], rel: str) -> VideoBoxes | None:
     return by_name.get(p.name)
 
 
-def inside_mask(boxes: np.ndarray, gh: int, gw: int, grid: int, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
+def inside_mask(boxes: np.ndarray, gh: int, gw: int, cell: int, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
     """bool (gh, gw): cells whose centre lies in any box (boxes scaled by sx, sy)."""
-    ys = (np.arange(gh) + 0.5) * grid
-    xs = (np.arange(gw) + 0.5) * grid
+    ys = (np.arange(gh) + 0.5) * cell
+    xs = (np.arange(gw) + 0.5) * cell
     m = np.zeros((gh, gw), bool)
     for x0, y0, x1, y1 in boxes:
         x0, x1 = sorted((x0 * sx, x1 * sx))
@@ -117,7 +117,7 @@ def inside_mask(boxes: np.ndarray, gh: int, gw: int, grid: int, sx: float = 1.0,
     return m
 
 
-def clip_sums(motion: np.ndarray, valid: np.ndarray, indices, vb: VideoBoxes, grid: int,
+def clip_sums(motion: np.ndarray, valid: np.ndarray, indices, vb: VideoBoxes, cell: int,
               frame_size: tuple[int, int]) -> dict:
     """Sums and counts of magnitudes inside / outside the boxes over a decoded clip.
     Frames without a box entry are skipped."""
@@ -131,7 +131,7 @@ def clip_sums(motion: np.ndarray, valid: np.ndarray, indices, vb: VideoBoxes, gr
         b = vb.frames.get(int(raw))
         if b is None:
             continue
-        ins = inside_mask(b, gh, gw, grid, sx, sy)
+        ins = inside_mask(b, gh, gw, cell, sx, sy)
         v = np.asarray(valid[k], bool)
         acc["in_sum"] += float(mag[k][ins & v].sum())
         acc["in_n"] += int((ins & v).sum())
@@ -154,7 +154,7 @@ def _ratio(acc: dict) -> tuple[float, float, float]:
 
 
 def saliency(paths: list[str], boxes: dict[str, VideoBoxes], keys: list[str] | None = None,
-             motion: str = "auto", grid: int = 16, frames: int = 0, stride: int = 1,
+             motion: str = "auto", cell: int = 16, frames: int = 0, stride: int = 1,
              progress: bool = False) -> SaliencyResult:
     """Score every video of ``paths`` (``keys``: the names used to match boxes, default paths).
     ``frames=0``: every frame of each video (stride ``stride``); else a clip of ``frames``
@@ -178,15 +178,15 @@ def saliency(paths: list[str], boxes: dict[str, VideoBoxes], keys: list[str] | N
             continue
         try:
             if frames > 0:
-                clip = read_clip(path, num_frames=frames, stride=stride, start=0, motion=motion, grid=grid)
+                clip = read_clip(path, num_frames=frames, stride=stride, start=0, motion=motion, cell=cell)
             else:
                 n = probe_video(path).num_frames
-                clip = read_clip(path, indices=np.arange(0, max(n, 1), stride), motion=motion, grid=grid)
+                clip = read_clip(path, indices=np.arange(0, max(n, 1), stride), motion=motion, cell=cell)
         except (VideoError, ValueError) as e:
             row["error"] = str(e)
             res.videos.append(row)
             continue
-        acc = clip_sums(clip.motion, clip.motion_valid, clip.indices, vb, grid, clip.frames.shape[1:3])
+        acc = clip_sums(clip.motion, clip.motion_valid, clip.indices, vb, cell, clip.frames.shape[1:3])
         for k in total:
             total[k] += acc[k]
         r_in, r_out, score = _ratio(acc)

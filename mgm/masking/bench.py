@@ -192,7 +192,7 @@ def coverage_clips(n, out_dir, seed=0, frames=16, stride=2):
         truth = make_synthetic_video(path, 224, 224, length, objects=[
             SyntheticObject(size=(40, 40), start=tuple(a), velocity=tuple(v))],
             distractors=2, seed=seed * 1000 + i)
-        clip = read_clip(path, num_frames=frames, stride=stride, start=0, motion="codec", grid=16)
+        clip = read_clip(path, num_frames=frames, stride=stride, start=0, motion="codec", cell=16)
         out.append((clip, truth.centres[clip.indices][:, 0]))
     return out
 

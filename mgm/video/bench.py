@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time generated H.264 clips at 224x224 and 340x256 (300 frames)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--stride", type=int, default=4, help="raw frames between sampled frames (default 4)")
-    p.add_argument("--grid", type=int, default=16, help="motion grid cell in px (default 16)")
+    p.add_argument("--cell", type=int, default=16, help="motion cell size in px (default 16)")
     p.add_argument("--repeats", type=int, default=9, help="interleaved repeats per video (default 9)")
     p.add_argument("--seed", type=int, default=0, help="seed for clip starts and synthetic clips")
     p.add_argument("--against", default="decord,torchcodec", metavar="LIST",
@@ -71,7 +71,7 @@ def argmax_distance(clip, truth) -> list[tuple[float, bool]]:
 
     mag = np.linalg.norm(clip.motion, axis=-1) * clip.motion_valid
     out = []
-    g = clip.grid
+    g = clip.cell
     for j, i in enumerate(np.asarray(clip.indices).tolist()):
         if not clip.motion_valid[j].any() or mag[j].max() <= 0:
             continue
@@ -118,7 +118,7 @@ def _time(fn):
     return time.perf_counter() - w, time.process_time() - c, r
 
 
-def bench_video(path, frames=16, stride=4, grid=16, repeats=9, seed=0, truth=None, peers=None) -> dict:
+def bench_video(path, frames=16, stride=4, cell=16, repeats=9, seed=0, truth=None, peers=None) -> dict:
     import numpy as np
 
     from mgm.video.container import probe_video
@@ -139,7 +139,7 @@ def bench_video(path, frames=16, stride=4, grid=16, repeats=9, seed=0, truth=Non
     def run_one(m, idx):
         if m in peers:
             return peers[m](path, idx)
-        return read_clip(path, indices=idx, motion=m, grid=grid)
+        return read_clip(path, indices=idx, motion=m, cell=cell)
 
     warm = sample_indices(info.num_frames, frames, stride, 0)
     for m in names:  # warm-up (imports, OpenCV init), and whether the frames are the same
@@ -181,7 +181,7 @@ def bench_video(path, frames=16, stride=4, grid=16, repeats=9, seed=0, truth=Non
         d = np.array([x for x, _ in dists])
         res["argmax_in_box_frac"] = round(float(np.mean([y for _, y in dists])), 3)
         res["argmax_dist_px_median"] = round(float(np.median(d)), 1)
-        res["argmax_within_cell_frac"] = round(float(np.mean(d <= grid)), 3)
+        res["argmax_within_cell_frac"] = round(float(np.mean(d <= cell)), 3)
         res["argmax_frames"] = int(d.size)
     return res
 
@@ -208,7 +208,7 @@ def run(args) -> int:
             jobs += synthetic_bench_videos(out_dir, seed=args.seed)
         for path, truth in jobs:
             try:
-                r = bench_video(path, args.frames, args.stride, args.grid, args.repeats, args.seed, truth, peers)
+                r = bench_video(path, args.frames, args.stride, args.cell, args.repeats, args.seed, truth, peers)
             except VideoError as e:
                 r = {"video": str(path), "error": str(e)}
             results.append(r)

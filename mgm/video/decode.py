@@ -1,6 +1,6 @@
 """Decode a clip's sampled frames and its motion in one PyAV pass.
 
-    clip = read_clip(path, num_frames=16, stride=4, start=None, motion="auto", grid=16, seed=None)
+    clip = read_clip(path, num_frames=16, stride=4, start=None, motion="auto", cell=16, seed=None)
 
 Design (numbers in docs/video.md):
 
@@ -74,12 +74,12 @@ __all__ = ["read_clip", "Clip", "MOTION_MODES", "THREAD_TYPE", "THREAD_COUNT"]
 @dataclass
 class Clip:
     frames: np.ndarray        # uint8 (T, H, W, 3) RGB
-    motion: np.ndarray        # float32 (T, H//grid, W//grid, 2) forward (dx, dy) px since previous sampled frame
-    motion_valid: np.ndarray  # bool (T, H//grid, W//grid)
+    motion: np.ndarray        # float32 (T, H//cell, W//cell, 2) forward (dx, dy) px since previous sampled frame
+    motion_valid: np.ndarray  # bool (T, H//cell, W//cell)
     motion_source: str        # "codec" | "flow" | "none"
     frame_types: str          # display-order types of raw frames raw_start.. ("I", "P", "B", "?" = not decoded)
     indices: np.ndarray       # int64 (T,) raw frame index of each sampled frame (after clamping)
-    grid: int = 16
+    cell: int = 16
     fps: float = 0.0
     raw_start: int = 0        # raw index of frame_types[0]
     codec: str = ""
@@ -93,7 +93,7 @@ class Clip:
 
 
 def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = None,
-              motion: str = "auto", grid: int = 16, seed: int | None = None,
+              motion: str = "auto", cell: int = 16, seed: int | None = None,
               indices=None, *, debug: bool = False) -> Clip:
     """Decode ``num_frames`` frames ``stride`` apart (or the explicit raw ``indices``) and their
     motion. See the module docstring for the index policy. Raises VideoError for any problem
@@ -111,17 +111,17 @@ def read_clip(path, num_frames: int = 16, stride: int = 4, start: int | None = N
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size == 0 or (indices < 0).any():
             raise ValueError("indices must be a non-empty list of raw frame indices >= 0")
-    if int(grid) < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}")
+    if int(cell) < 1:
+        raise ValueError(f"cell must be >= 1, got {cell}")
     try:
-        return _read_clip(path, int(num_frames), int(stride), start, motion, int(grid), seed, indices, debug)
+        return _read_clip(path, int(num_frames), int(stride), start, motion, int(cell), seed, indices, debug)
     except VideoError:
         raise
     except Exception as e:  # nothing but VideoError escapes for a bad file
         raise VideoError(path, f"decoding failed ({describe_error(e)})") from e
 
 
-def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, debug=False) -> Clip:
+def _read_clip(path, num_frames, stride, start, motion, cell, seed, indices, debug=False) -> Clip:
     container, stream = open_video(path)
     try:
         codec = stream.codec_context.name
@@ -168,7 +168,7 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
         idx = np.minimum(idx, decoded_max)
         frames = np.stack([_sampled_rgb(res, i, path) for i in idx.tolist()])
         H, W = frames.shape[1:3]
-        gh, gw = H // grid, W // grid
+        gh, gw = H // cell, W // cell
 
         prev = np.concatenate([[max(int(idx[0]) - first_span, 0)], idx[:-1]]).astype(np.int64)
         meta = {}
@@ -178,10 +178,10 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
                 def to_index(p, t0=res.t0):
                     return pts_index(p, t0, per_pts)
             motion_arr, motion_valid, meta = codec_motion(
-                res.vectors, res.packets, res.types, res.pre_types, idx, prev, first_span, H, W, grid,
+                res.vectors, res.packets, res.types, res.pre_types, idx, prev, first_span, H, W, cell,
                 to_index, debug)
         elif mode == "flow":
-            motion_arr, motion_valid = flow_motion(res.gray, idx, prev, first_span, gh, gw, grid)
+            motion_arr, motion_valid = flow_motion(res.gray, idx, prev, first_span, gh, gw, cell)
         else:
             motion_arr = np.zeros((len(idx), gh, gw, 2), np.float32)
             motion_valid = np.zeros((len(idx), gh, gw), bool)
@@ -189,7 +189,7 @@ def _read_clip(path, num_frames, stride, start, motion, grid, seed, indices, deb
         raw_start = int(min(res.types))
         ftypes = "".join(res.types.get(i, "?") for i in range(raw_start, decoded_max + 1))
         return Clip(frames=frames, motion=motion_arr, motion_valid=motion_valid, motion_source=mode,
-                    frame_types=ftypes, indices=idx, grid=grid, fps=fps, raw_start=raw_start,
+                    frame_types=ftypes, indices=idx, cell=cell, fps=fps, raw_start=raw_start,
                     codec=codec, path=str(path), num_video_frames=n, meta=meta)
     finally:
         container.close()

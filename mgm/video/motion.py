@@ -197,7 +197,7 @@ def accumulate_components(vx: np.ndarray, vy: np.ndarray, valid: np.ndarray, raw
 
 
 def codec_motion(vectors: VectorBuffer, packets: dict, types: dict, pre_types: dict, idx: np.ndarray,
-                 prev: np.ndarray, first_span: int, height: int, width: int, grid: int,
+                 prev: np.ndarray, first_span: int, height: int, width: int, cell: int,
                  to_index, debug: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Motion of the sampled frames ``idx`` (measured from ``prev``) from the vectors the decode
     loop collected. ``packets``: pts -> (decode position, is reference) of every demuxed packet,
@@ -220,7 +220,7 @@ def codec_motion(vectors: VectorBuffer, packets: dict, types: dict, pre_types: d
         ft = "".join(types.get(i, pre_types.get(i, "?")) for i in range(first, lo + R))
         kp, kf = anchor_distances(ft)
         kp, kf = kp[lo - first:], kf[lo - first:]
-    vx, vy, valid = grid_components(vectors, lo, R, height, width, grid, kp, kf)
+    vx, vy, valid = grid_components(vectors, lo, R, height, width, cell, kp, kf)
     motion, mvalid = accumulate_components(vx, vy, valid, lo, idx, prev, first_span)
     meta = {}
     if debug:

@@ -14,7 +14,7 @@ def plot_clip(clip, path, title: str | None = None, max_frames: int = 16, cols: 
     cols = min(cols, T)
     rows = (T + cols - 1) // cols
     H, W = clip.frames.shape[1:3]
-    g = clip.grid
+    g = clip.cell
     gh, gw = clip.motion.shape[1:3]
     mag = np.linalg.norm(clip.motion, axis=-1) * clip.motion_valid
     vmax = float(mag.max()) or 1.0

@@ -101,7 +101,7 @@ def _fields(data, n: int) -> dict[str, np.ndarray]:
             for name, (dt, off) in MV_DTYPE.fields.items()}
 
 
-def vectors_to_grid(vectors, num_frames: int, height: int, width: int, grid: int, k_past: np.ndarray,
+def vectors_to_grid(vectors, num_frames: int, height: int, width: int, cell: int, k_past: np.ndarray,
                     k_fut: np.ndarray, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame forward velocity grid from raw side data.
 
@@ -113,7 +113,7 @@ def vectors_to_grid(vectors, num_frames: int, height: int, width: int, grid: int
     (used by tests to check the one-cell-per-block fast path).
     """
     buf = vectors if isinstance(vectors, VectorBuffer) else VectorBuffer.from_list(vectors)
-    vx, vy, valid = grid_components(buf, 0, num_frames, height, width, grid, k_past, k_fut, exact)
+    vx, vy, valid = grid_components(buf, 0, num_frames, height, width, cell, k_past, k_fut, exact)
     return np.stack([vx[:-1], vy[:-1]], -1), valid[:-1]
 
 
@@ -124,14 +124,14 @@ _CHUNK = 65536
 
 
 @functools.lru_cache(maxsize=16)
-def _cell_luts(grid: int, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
+def _cell_luts(cell: int, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray]:
     """Row offset (y) and column (x) of the cell holding a block centre coordinate 0..32767
     (int16), on a (gh + 1) x (gw + 1) grid whose last row/column collects the padding."""
-    cells = np.arange(1 << 15) // grid
+    cells = np.arange(1 << 15) // cell
     return np.minimum(cells, gh) * (gw + 1), np.minimum(cells, gw)
 
 
-def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int, width: int, grid: int,
+def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int, width: int, cell: int,
                     k_past: np.ndarray, k_fut: np.ndarray, exact: bool = False):
     """``vectors_to_grid`` for the frames ``offset .. offset+num_frames-1`` of ``buf`` as
     contiguous (vx, vy, valid) arrays of shape (R + 1, gh, gw): what ``accumulate_components``
@@ -142,7 +142,7 @@ def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int
     directions. Vectorised over runs of frames of about ``_CHUNK`` vectors: a few
     int16/int32/float32 operations on plain field views and three bincounts each.
     """
-    gh, gw = height // grid, width // grid
+    gh, gw = height // cell, width // cell
     R = int(num_frames)
     vx = np.zeros((R + 1, gh, gw), np.float32)
     vy = np.zeros((R + 1, gh, gw), np.float32)
@@ -165,9 +165,9 @@ def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int
     # one more row/column collects blocks outside the visible grid (coded size is padded)
     GH, GW = gh + 1, gw + 1
     ncell = GH * GW
-    fast = grid % 16 == 0 and not exact
+    fast = cell % 16 == 0 and not exact
     if fast:
-        cy_lut, cx_lut = _cell_luts(grid, gh, gw)
+        cy_lut, cx_lut = _cell_luts(cell, gh, gw)
     # runs of whole frames; a frame index seen twice (broken timestamps) sums all its vectors
     chunked = fast and bool(np.all(np.diff(pos) > 0))
     isz = MV_DTYPE.itemsize
@@ -200,7 +200,7 @@ def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int
             acc = (np.bincount(idx, area, size), np.bincount(idx, coef * f["motion_x"], size),
                    np.bincount(idx, coef * f["motion_y"], size))
         else:
-            acc = _split_blocks(f, np.repeat(p - p0, c), grid, gh, gw, GW, ncell, size, coef)
+            acc = _split_blocks(f, np.repeat(p - p0, c), cell, gh, gw, GW, ncell, size, coef)
         has = acc[0] > 0
         inv = np.divide(1.0, acc[0], out=np.zeros_like(acc[0]), where=has)
         shape = (p1 - p0, GH, GW)
@@ -211,8 +211,8 @@ def grid_components(buf: VectorBuffer, offset: int, num_frames: int, height: int
     return vx, vy, valid
 
 
-def _split_blocks(f, frame, grid, gh, gw, GW, ncell, size, per_px):
-    """General grid: distribute each block's area over the cells it overlaps. ``per_px``: a
+def _split_blocks(f, frame, cell, gh, gw, GW, ncell, size, per_px):
+    """Any cell size: distribute each block's area over the cells it overlaps. ``per_px``: a
     block's weight per px of area, sign / (k * motion_scale). Returns (area, x, y) sums."""
     bw = f["w"].astype(np.int64)
     bh = f["h"].astype(np.int64)
@@ -222,15 +222,15 @@ def _split_blocks(f, frame, grid, gh, gw, GW, ncell, size, per_px):
     acc = (np.zeros(size), np.zeros(size), np.zeros(size))
     mx = per_px * f["motion_x"]
     my = per_px * f["motion_y"]
-    cx0, cy0 = np.floor_divide(x0, grid), np.floor_divide(y0, grid)
-    span_x = int(np.max(np.floor_divide(x1 - 1, grid) - cx0)) + 1
-    span_y = int(np.max(np.floor_divide(y1 - 1, grid) - cy0)) + 1
+    cx0, cy0 = np.floor_divide(x0, cell), np.floor_divide(y0, cell)
+    span_x = int(np.max(np.floor_divide(x1 - 1, cell) - cx0)) + 1
+    span_y = int(np.max(np.floor_divide(y1 - 1, cell) - cy0)) + 1
     for oy in range(span_y):
         cy = cy0 + oy
-        hy = np.minimum(y1, (cy + 1) * grid) - np.maximum(y0, cy * grid)
+        hy = np.minimum(y1, (cy + 1) * cell) - np.maximum(y0, cy * cell)
         for ox in range(span_x):
             cx = cx0 + ox
-            hx = np.minimum(x1, (cx + 1) * grid) - np.maximum(x0, cx * grid)
+            hx = np.minimum(x1, (cx + 1) * cell) - np.maximum(x0, cx * cell)
             ok = (hx > 0) & (hy > 0) & (cx >= 0) & (cy >= 0)
             if not ok.any():
                 continue
