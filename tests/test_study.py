@@ -46,10 +46,15 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
 
 
 def test_arms_and_tables():
-    assert list(arms_for("masks")) == ["scratch", "random", "tube", "block", "smm", "smm-sparse", "mgm", "mgm-sparse"]
+    assert list(arms_for("masks")) == ["scratch", "random@0.75", "tube@0.75", "block", "smm", "smm-sparse", "mgm",
+                                       "mgm-sparse"]
+    study = arms_for("study")
+    assert study["tube"] == ["mask.strategy=tube", "mask.ratio=0.9"] and study["mgm"] == ["mask.strategy=mgm", "mask.ratio=0.75"]
+    assert arms_for("study", ratio=0.75)["tube@0.75"] == arms_for("masks")["tube@0.75"]
     assert arms_for("ratio", ratios=[0.5, 0.9])["mgm@0.9"] == ["mask.strategy=mgm", "mask.ratio=0.9"]
-    # the same runs as the masks study's arms (reused, not run again)
-    assert arms_for("ratio", ratios=[0.75])["mgm@0.75"] == arms_for("masks")["mgm"]
+    # the same runs as the other studies' arms (reused, not run again)
+    assert arms_for("ratio", ratios=[0.75])["mgm@0.75"] == arms_for("masks")["mgm"] == study["mgm"]
+    assert arms_for("masks", ratio=0.9)["tube"] == study["tube"]
     assert arms_for("motion")["mgm"] == arms_for("masks")["mgm"]
     assert arms_for("motion")["mgm:flow"] == ["mask.strategy=mgm", "mask.ratio=0.75", "data.motion=flow"]
     with pytest.raises(ValueError):

@@ -85,7 +85,10 @@ def _protocol_arguments(p, out: str) -> None:
     p.add_argument("--unlabeled", type=int, default=1200, help="pretraining videos (default 1200)")
     p.add_argument("--pool", type=int, default=16, help="labelled videos per class generated (default 16)")
     p.add_argument("--test", type=int, default=480, help="test videos (default 480)")
-    p.add_argument("--pretrain-steps", type=int, default=3000)
+    p.add_argument("--ratio", type=float, default=None,
+                   help="mask ratio of every arm (default: study: each strategy's paper ratio, random and tube "
+                        "0.9, MGM 0.75; masks / motion: 0.75)")
+    p.add_argument("--pretrain-steps", type=int, default=2000)
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--probe-epochs", type=int, default=40)
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one torch thread each (default 2)")
@@ -129,19 +132,19 @@ def _study(args) -> int:
     from mgm.experiments.study import SCRATCH, arms_for
 
     strategies = [a for a in args.arms if a != SCRATCH]
-    return _run_study(args, arms_for("study", strategies=strategies, baseline=SCRATCH in args.arms), "mgm study",
-                      "study")
+    return _run_study(args, arms_for("study", strategies=strategies, baseline=SCRATCH in args.arms, ratio=args.ratio),
+                      "mgm study", "study")
 
 
 def _ablate(args) -> int:
     from mgm.errors import UserError
     from mgm.experiments.study import arms_for
 
-    for r in args.ratios or []:
+    for r in (args.ratios or []) + ([args.ratio] if args.ratio else []):
         if not 0 < r < 1:
             raise UserError(f"ratios must be in (0, 1), got {r}")
     arms = arms_for(args.kind, strategies=args.strategies, ratios=args.ratios, sources=args.sources,
-                    strategy=args.strategy)
+                    strategy=args.strategy, ratio=args.ratio)
     return _run_study(args, arms, f"mgm ablate {args.kind}", args.kind)
 
 

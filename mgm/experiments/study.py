@@ -51,7 +51,7 @@ class Study:
     test: int = 480
     size: int = 64
     frames: int = 40                    # raw frames per generated video
-    pretrain_steps: int = 3000
+    pretrain_steps: int = 2000
     finetune_steps: int = 300
     probe_epochs: int = 40
     knn_k: int = 5
@@ -278,25 +278,38 @@ def _pretrain_seed(s: Study, seed: int) -> int:
     return seed if s.pretrain_seeds is None else s.pretrain_seeds[seed % len(s.pretrain_seeds)]
 
 
+# each strategy at the ratio its paper uses (VideoMAE: tube 0.9; ST-MAE: random 0.9; MGM: 0.75)
+PAPER_RATIO = {"random": 0.9, "tube": 0.9}
+
+
 def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: str = "mgm",
-             baseline: bool = True) -> dict[str, list[str]]:
-    """The arms of a study: ``study`` / ``masks`` (one per mask strategy), ``ratio`` (one
-    strategy at several mask ratios: Fig. 4a), ``motion`` (codec vectors vs optical flow: Table
-    4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False."""
+             baseline: bool = True, ratio: float | None = None) -> dict[str, list[str]]:
+    """The arms of a study: ``study`` (random, tube, mgm, each at its paper's mask ratio unless
+    ``ratio`` is given), ``masks`` (every strategy, at ``ratio``, default 0.75: Table 4e),
+    ``ratio`` (one strategy at several ratios: Fig. 4a), ``motion`` (codec vectors vs optical
+    flow: Table 4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False.
+    Arms with the same overrides are the same runs (reused by studies sharing an OUT)."""
     from mgm.masking.options import STRATEGIES
 
+    def arm(s, r):
+        return [f"mask.strategy={s}", f"mask.ratio={r:g}"]
+
     arms: dict[str, list[str]] = {SCRATCH: []} if baseline else {}
-    if kind in ("study", "masks"):
-        default = ("random", "tube", "mgm") if kind == "study" else STRATEGIES
-        for s in strategies or default:
-            arms[s] = [f"mask.strategy={s}", "mask.ratio=0.75"]
+    if kind == "study":
+        for s in strategies or ("random", "tube", "mgm"):
+            r = ratio or PAPER_RATIO.get(s, 0.75)
+            arms[s if r == PAPER_RATIO.get(s, 0.75) else f"{s}@{r:g}"] = arm(s, r)
+    elif kind == "masks":
+        r = ratio or 0.75
+        for s in strategies or STRATEGIES:
+            arms[s if r == PAPER_RATIO.get(s, 0.75) else f"{s}@{r:g}"] = arm(s, r)
     elif kind == "ratio":
-        for r in ratios or (0.5, 0.6, 0.75, 0.85, 0.9, 0.95):
-            arms[f"{strategy}@{r:g}"] = [f"mask.strategy={strategy}", f"mask.ratio={r:g}"]
-    elif kind == "motion":      # the codec arm is the masks study's (data.motion=auto: codec for H.264)
+        for r in ratios or (0.5, 0.6, 0.75, 0.9, 0.95):
+            arms[f"{strategy}@{r:g}"] = arm(strategy, r)
+    elif kind == "motion":      # codec: data.motion=auto, which is codec for H.264 (the masks study's run)
         for src in sources or ("codec", "flow"):
             name = strategy if src == "codec" else f"{strategy}:{src}"
-            arms[name] = [f"mask.strategy={strategy}", "mask.ratio=0.75"] + ([] if src == "codec" else [f"data.motion={src}"])
+            arms[name] = arm(strategy, ratio or 0.75) + ([] if src == "codec" else [f"data.motion={src}"])
     else:
         raise ValueError(f"kind must be study, masks, ratio or motion, got {kind!r}")
     return arms
