@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from mgm.data.annotations import FORMATS
+from mgm.data.class_map import ClassMapError, load_class_map
 from mgm.data.options import MOTIONS, SAMPLINGS
 from mgm.errors import UserError
 from mgm.masking.options import INITS, OPTIONS_USED, STRATEGIES, check_options, unused_options
@@ -83,6 +84,8 @@ class DataConfig:
     motion_cell: int = 16             # px per motion-vector cell (16: the macroblock)
     test_clips: int = 5               # temporal views at test time
     test_crops: int = 3               # spatial views at test time
+    class_map: str = ""               # multi-view test on another dataset: its classes -> the model's
+                                      # (a YAML/CSV file or a built-in name; mgm.data.class_map)
     num_workers: int = 4
 
 
@@ -342,6 +345,7 @@ def validate_config(cfg: Config) -> None:
     if o.warmup_epochs < 0 or o.epochs < 1:
         raise ConfigError("optim.epochs must be >= 1 and optim.warmup_epochs >= 0")
     _validate_mask(cfg)
+    _validate_class_map(cfg)
     if cfg.finetune.repeated_aug < 1:
         raise ConfigError("finetune.repeated_aug must be >= 1")
     r = cfg.run
@@ -366,6 +370,20 @@ def _validate_mask(cfg: Config) -> None:
         raise ConfigError(f"{', '.join('mask.' + k for k in unused)} has no effect with mask.strategy="
                           f"{m.strategy} (it reads: {', '.join(OPTIONS_USED[m.strategy]) or 'no options'}); "
                           "leave it at its default")
+
+
+def _validate_class_map(cfg: Config) -> None:
+    """The map file must read; whether its classes fit the lists and the model is checked when
+    the test set is built (it needs both)."""
+    if not cfg.data.class_map:
+        return
+    if cfg.task not in ("finetune", "eval"):
+        raise ConfigError(f"data.class_map is read by the multi-view test of finetune and eval only, "
+                          f"not by {cfg.task}; leave it empty")
+    try:
+        load_class_map(cfg.data.class_map)
+    except ClassMapError as e:
+        raise ConfigError(f"data.class_map: {e}") from None
 
 
 def accum_steps_for(cfg: Config, world_size: int) -> int:

@@ -8,6 +8,12 @@ so no view is counted twice. Each rank sums probabilities per video; the partial
 gathered and added, and a view seen on two ranks is an error. Items of an unreadable video (the
 dataset gives a stand-in: ``index != requested``) are dropped too: that video is left out of the
 metrics and the predictions CSV (the training report names such videos; ``mgm data check`` too).
+
+Cross-dataset tests (``data.class_map``: the labels are the source classes the target's map to)
+pass ``restrict_to``, the source classes the target has. ``top1`` then counts a prediction of a
+source-only class as an error (negative transfer, as partial domain adaptation scores it);
+``top1_target_classes`` takes the best of the target's classes only, and
+``predicted_outside_target`` is the share of videos whose top class the target lacks.
 """
 from __future__ import annotations
 
@@ -63,27 +69,40 @@ def combine_partials(partials: list[dict]) -> dict:
     return out
 
 
-def finalize(merged: dict, ks=(1, 5)) -> tuple[dict, list[dict]]:
-    """Metrics and one row per video (sorted by index) from combined partial sums."""
+def finalize(merged: dict, ks=(1, 5), restrict_to=None) -> tuple[dict, list[dict]]:
+    """Metrics and one row per video (sorted by index) from combined partial sums.
+    ``restrict_to``: the classes a cross-dataset target has (module docstring)."""
     rows = []
     correct = {k: 0 for k in ks}
+    allowed = np.array(sorted(set(restrict_to)), dtype=np.int64) if restrict_to is not None else None
+    within = outside = 0
     for i in sorted(merged):
         s, vs, y = merged[i]
         p = s / len(vs)
         order = np.argsort(-p, kind="stable")
         for k in ks:
             correct[k] += int(y in order[:k].tolist())
-        rows.append({"index": i, "label": y, "pred": int(order[0]), "prob": float(p[order[0]]),
-                     "top5": [int(c) for c in order[:5]], "views": len(vs), "probs": p})
+        row = {"index": i, "label": y, "pred": int(order[0]), "prob": float(p[order[0]]),
+               "top5": [int(c) for c in order[:5]], "views": len(vs), "probs": p}
+        if allowed is not None:
+            # argmax over the target's classes; ties go to the lower class id, as in argsort
+            row["pred_target"] = int(allowed[int(np.argmax(p[allowed]))])
+            within += int(row["pred_target"] == y)
+            outside += int(row["pred"] not in allowed)
+        rows.append(row)
     n = len(rows)
-    metrics = {f"top{k}": (100.0 * correct[k] / n if n else float("nan")) for k in ks}
+    pct = (lambda c: 100.0 * c / n if n else float("nan"))
+    metrics = {f"top{k}": pct(correct[k]) for k in ks}
+    if allowed is not None:
+        metrics["top1_target_classes"] = pct(within)
+        metrics["predicted_outside_target"] = pct(outside)
     metrics["videos"] = n
     return metrics, rows
 
 
-def merge_views(indices, views, logits, labels, ks=(1, 5)) -> tuple[dict, list[dict]]:
+def merge_views(indices, views, logits, labels, ks=(1, 5), restrict_to=None) -> tuple[dict, list[dict]]:
     """Single-process convenience: records -> (metrics, rows)."""
-    return finalize(accumulate_views({}, indices, views, logits, labels), ks)
+    return finalize(accumulate_views({}, indices, views, logits, labels), ks, restrict_to)
 
 
 def write_predictions(path: str | Path, rows: list[dict], paths: list[str] | None = None,
@@ -91,23 +110,28 @@ def write_predictions(path: str | Path, rows: list[dict], paths: list[str] | Non
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    mapped = any("pred_target" in r for r in rows)     # a class-mapped test: one more column
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "path", "label", "pred", "pred_name", "correct", "prob", "top5", "views"])
+        w.writerow(["index", "path", "label", "pred", "pred_name", "correct", "prob", "top5", "views"]
+                   + (["pred_target"] if mapped else []))
         for r in rows:
             name = classes[r["pred"]] if classes and r["pred"] < len(classes) else ""
             p = paths[r["index"]] if paths and r["index"] < len(paths) else ""
             w.writerow([r["index"], p, r["label"], r["pred"], name, int(r["pred"] == r["label"]),
-                        f"{r['prob']:.6f}", " ".join(map(str, r["top5"])), r["views"]])
+                        f"{r['prob']:.6f}", " ".join(map(str, r["top5"])), r["views"]]
+                       + ([r.get("pred_target", "")] if mapped else []))
     tmp.replace(path)
 
 
 @torch.no_grad()
 def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batch_size: int,
-             csv_path: str | Path | None = None, collate_fn=None, desc: str = "eval") -> dict:
+             csv_path: str | Path | None = None, collate_fn=None, desc: str = "eval",
+             restrict_to=None) -> dict:
     """Run ``forward`` over every view of ``dataset`` on all ranks; metrics on every rank.
 
-    Items must carry ``video``, ``label``, ``index`` (the video) and ``view``.
+    Items must carry ``video``, ``label``, ``index`` (the video) and ``view``. ``restrict_to``:
+    the classes a cross-dataset target has (module docstring).
     """
     d = ctx.dist
     sampler = ResumableDistributedSampler(len(dataset), d.world_size, d.rank, shuffle=False)
@@ -150,7 +174,7 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
     if bar is not None:
         bar.close()
     merged = combine_partials(du.all_gather_object(partial))
-    metrics, rows = finalize(merged)
+    metrics, rows = finalize(merged, restrict_to=restrict_to)
     loss_sum = sum(du.all_gather_object(sum(losses)))
     metrics["loss"] = loss_sum / max(1, sum(len(r[1]) for r in merged.values()))
     unreadable = set().union(*du.all_gather_object(unreadable))
