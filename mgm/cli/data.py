@@ -1,4 +1,4 @@
-"""`mgm data check|transcode|synth`: validate, re-encode and generate datasets."""
+"""`mgm data check|transcode|synth|subset`: validate, re-encode, generate and subset datasets."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ def _default_workers() -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="datasets: check, transcode to H.264, generate the demo set")
+    p = sub.add_parser("data", help="datasets: check, transcode to H.264, generate the demo set, subsets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
 
     c = dsub.add_parser("check", help="validate every video of a list / JSON / folder")
@@ -51,10 +51,41 @@ def register(sub) -> None:
     s.add_argument("--size", type=int, default=112)
     s.add_argument("--frames", type=int, default=32)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--style", default="natural", choices=["natural", "bold"], help="bold: high contrast (mgm demo's set)")
+    s.add_argument("--style", default="natural", choices=["natural", "bold", "actions"],
+                   help="bold: high contrast (mgm demo's set); actions: stick figures doing 8 actions")
     s.add_argument("--workers", type=int, default=_default_workers())
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_synth)
+
+    b = dsub.add_parser(
+        "subset", help="a class or sample subset of a list (Mini-K200, few-shot splits, UCF14/HMDB14)",
+        description="Write a subset of LIST as a VideoMAE list (path label) with classes.txt beside it, "
+                    "and print the videos per class. --classes N keeps N classes: the N with most "
+                    "videos (--choose frequent, the default; ties to the lower class id; how "
+                    "Mini-Kinetics-200 takes K400's largest classes) or N drawn with --seed (--choose "
+                    "random). --classes FILE keeps the classes named in FILE (one name or id per line, "
+                    "in the order that numbers them), or a built-in set: ucf14, hmdb14, ucf7, hmdb7. "
+                    "A class subset renumbers labels 0..N-1. --per-class K then keeps K videos of each "
+                    "class drawn with --seed (a K-shot split is inside the 2K-shot split of the same "
+                    "seed). Deterministic.")
+    b.add_argument("source", metavar="LIST", help="list, SSv2 JSON or class-folder tree (as for check)")
+    b.add_argument("--out", required=True, metavar="OUT", help="the subset list (classes.txt goes beside it)")
+    b.add_argument("--classes", metavar="FILE|N|SET", default=None,
+                   help="class file, number of classes, or built-in set (default: every class)")
+    b.add_argument("--choose", default="frequent", choices=["frequent", "random"],
+                   help="with --classes N: the N largest classes (default) or a seeded draw")
+    b.add_argument("--per-class", type=int, default=0, metavar="K", help="videos kept per class (0: all)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--data-root", default="",
+                   help="prefix of relative paths in LIST; OUT's paths are then relative to it (else absolute)")
+    b.add_argument("--format", default="auto", choices=["auto", "list", "ssv2", "folders", "unlabeled"])
+    b.add_argument("--splits", default="",
+                   help="folder of official UCF101/HMDB51 split files (LIST is then the video tree)")
+    b.add_argument("--split-id", type=int, default=1)
+    b.add_argument("--split", default="train", choices=["train", "test"],
+                   help="which part of an official split to read")
+    b.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    b.set_defaults(func=_subset)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -123,4 +154,32 @@ def _synth(args) -> int:
     else:
         print(f"{rep['dir']}: {rep['train']} train + {rep['val']} val videos, {rep['classes']} classes "
               f"(train.txt, val.txt, classes.txt, boxes.json)")
+    return 0
+
+
+@_user_errors
+def _subset(args) -> int:
+    from pathlib import Path
+
+    from mgm.data.annotations import load_annotations
+    from mgm.data.subset import format_counts, make_subset, write_subset
+    from mgm.errors import UserError
+
+    classes = args.classes
+    if classes is not None and classes.isdigit() and not Path(classes).exists():
+        classes = int(classes)
+    if classes is None and not args.per_class:
+        raise UserError("nothing to subset: give --classes FILE|N|SET and/or --per-class K")
+    fmt = "folders" if args.splits and args.format == "auto" else args.format    # split files: a class tree
+    ann = load_annotations(args.source, root=args.data_root, format=fmt, split=args.split,
+                           splits=args.splits, split_id=args.split_id)
+    sub = make_subset(ann, classes, args.per_class, args.seed, args.choose)
+    out = write_subset(sub, args.out, root=args.data_root)
+    if args.json:
+        print(json.dumps({"out": str(out), "videos": len(sub.samples), "classes": sub.classes,
+                          "counts": {sub.classes[k]: v for k, v in sorted(sub.counts.items())},
+                          "available": {sub.classes[k]: v for k, v in sorted(sub.available.items())}}))
+    else:
+        print(format_counts(sub))
+        print(f"wrote {out} and {out.parent / 'classes.txt'}")
     return 0
