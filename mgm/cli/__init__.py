@@ -18,10 +18,11 @@ from mgm.errors import UserError
 COMMAND_MODULES = [
     "mgm.cli.motion",   # mgm motion VIDEO
     "mgm.cli.masks",    # mgm masks VIDEO
-    "mgm.cli.data",     # mgm data check|transcode|synth
+    "mgm.cli.data",     # mgm data check|transcode|synth|subset
     "mgm.cli.bench",    # mgm bench {motion,masks,loader,model}
     "mgm.cli.export",   # mgm export CHECKPOINT --to hf DIR
     "mgm.cli.train",    # mgm pretrain|finetune|linprobe|eval, mgm configs
+    "mgm.cli.transfer", # mgm transfer (fine-tune / linear probe / domain adaptation table)
     "mgm.cli.demo",     # mgm demo, mgm ablate masks|ratio|motion, mgm saliency
 ]
 

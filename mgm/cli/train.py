@@ -31,7 +31,7 @@ def register(sub) -> None:
         p.add_argument("--print-config", action="store_true",
                        help="print the resolved config and exit")
         # REMAINDER: options may also come after the overrides (argparse cannot interleave
-        # a '*' positional with options); _split_remainder sorts them out
+        # a '*' positional with options); split_overrides sorts them out
         p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="key=value")
         p.set_defaults(func=_runner(task))
     c = sub.add_parser("configs", help="list the config presets")
@@ -44,25 +44,27 @@ _USAGE = ("Overrides: key=value for any config field, e.g. optim.epochs=3 data.t
 
 
 _VALUE_OPTS = {"--config": "config", "-c": "config", "--resume": "resume", "--out": "out"}
+_FLAGS = {"--print-config": "print_config"}
 
 
-def _split_remainder(args) -> None:
-    """Move options found among the overrides to ``args``; the rest must be key=value."""
+def split_overrides(args, value_opts: dict[str, str], flags: dict[str, str]) -> None:
+    """Move the options found among ``args.overrides`` (an ``argparse.REMAINDER``) to ``args``:
+    ``value_opts`` / ``flags`` map an option to its attribute. The rest must be key=value."""
     from mgm.errors import UserError
 
     rest, items, i = [], list(args.overrides), 0
     while i < len(items):
         tok = items[i]
         name, eq, val = tok.partition("=")
-        if tok == "--print-config":
-            args.print_config = True
-        elif name in _VALUE_OPTS and tok.startswith("-"):
+        if tok in flags:
+            setattr(args, flags[tok], True)
+        elif name in value_opts and tok.startswith("-"):
             if not eq:
                 i += 1
                 if i >= len(items):
                     raise UserError(f"{name} needs a value")
                 val = items[i]
-            setattr(args, _VALUE_OPTS[name], val)
+            setattr(args, value_opts[name], val)
         elif tok.startswith("-"):
             raise UserError(f"unknown option {tok}")
         elif not eq:
@@ -71,15 +73,15 @@ def _split_remainder(args) -> None:
             rest.append(tok)
         i += 1
     args.overrides = rest
-    if not args.config:
-        raise UserError("--config CONFIG is required (a preset name, see `mgm configs`, or a YAML file)")
 
 
 def _load(args, task: str):
     from mgm.errors import UserError
     from mgm.config import ConfigError, load_config, validate_config
 
-    _split_remainder(args)
+    split_overrides(args, _VALUE_OPTS, _FLAGS)
+    if not args.config:
+        raise UserError("--config CONFIG is required (a preset name, see `mgm configs`, or a YAML file)")
     overrides = list(args.overrides)
     if args.resume is not None:
         overrides.append(f"run.resume={args.resume}")
