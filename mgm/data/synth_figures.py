@@ -26,15 +26,15 @@ TORSO, NECK, HEAD_R, UPPER_ARM, FOREARM, THIGH, SHIN = 0.32, 0.06, 0.08, 0.17, 0
 
 def figure_spec(label: int, size: int, frames: int, rng: np.random.Generator) -> dict:
     """Everything random about one figure video (label given)."""
-    height = size * rng.uniform(0.5, 0.72)
+    height = size * rng.uniform(0.75, 1.0)        # close framing: limbs reach the frame's edges
     return {
         "class": CLASSES[label], "height": float(height),
-        "x": float(size * rng.uniform(0.35, 0.65)), "y_feet": float(size * rng.uniform(0.8, 0.92)),
+        "x": float(size * rng.uniform(0.38, 0.62)), "y_feet": float(size * rng.uniform(0.9, 1.02)),
         "speed": float(rng.uniform(0.8, 1.3)),                 # tempo of periodic actions
         "phase": float(rng.uniform(0, 2 * np.pi)),
         "side": int(rng.integers(2)),                           # which arm waves / leg kicks
-        "walk_px": float(size * rng.uniform(0.012, 0.02)),      # walking speed, px per frame
-        "limb_px": float(max(1.5, size * rng.uniform(0.045, 0.065))),
+        "walk_px": float(size * rng.uniform(0.008, 0.014)),     # walking speed, px per frame
+        "limb_px": float(max(1.5, size * rng.uniform(0.05, 0.07))),
         "colours": rng.uniform(0.55, 1.0, (3, 3)).tolist(),      # limbs, torso, head
         "pan": rng.uniform(-0.25, 0.25, 2).tolist() if rng.random() < 0.6 else [0.0, 0.0],
         "ball": bool(rng.random() < 0.35),

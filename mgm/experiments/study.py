@@ -220,7 +220,7 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
     study = dataclasses.asdict(s)
     sdata = {k: str(v) for k, v in data.items()}
 
-    def finish(kind, args, res, seconds):
+    def finish(kind, args, res):
         nonlocal count
         count += 1
         key = task_key(s, kind, args)
@@ -228,8 +228,7 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
         if rec is not None:
             rec = {**rec, "arm": args["arm"]}
         else:
-            rec = {"key": key, "kind": kind, **args, **res, "seconds": round(seconds, 1),
-                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            rec = {"key": key, "kind": kind, **args, **res, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
             with open(path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
         rows.append(rec)
@@ -244,9 +243,9 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
         running = {}
         for kind, args in pre:
             if task_key(s, kind, args) in done:
-                finish(kind, args, {}, 0.0)
+                finish(kind, args, {})
             else:
-                running[ex.submit(_run_task, kind, study, sdata, args)] = (kind, args, time.perf_counter())
+                running[ex.submit(_run_task, kind, study, sdata, args)] = (kind, args)
         queue = list(evals)
         while queue or running:
             ready = [(kind, args) for kind, args in queue
@@ -254,23 +253,23 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
             for kind, args in ready:
                 queue.remove((kind, args))
                 if task_key(s, kind, args) in done:
-                    finish(kind, args, {}, 0.0)
+                    finish(kind, args, {})
                     continue
                 w = weights[(args["arm"], _pretrain_seed(s, args["seed"]))]
-                running[ex.submit(_run_task, kind, study, sdata, {**args, "weights": w})] = (kind, args, time.perf_counter())
+                running[ex.submit(_run_task, kind, study, sdata, {**args, "weights": w})] = (kind, args)
             if not running:
                 if queue:
                     raise RuntimeError(f"study: {len(queue)} evaluations wait for a pretraining that never ran")
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
-                kind, args, t0 = running.pop(fut)
+                kind, args = running.pop(fut)
                 try:
                     res = fut.result()
                 except Exception as e:
                     raise RuntimeError(f"study: {kind} {args} failed ({type(e).__name__}: {e}); its log is in "
                                        f"{out / 'runs' / args['arm']}") from None
-                finish(kind, args, res, time.perf_counter() - t0)
+                finish(kind, args, res)
     return rows
 
 
