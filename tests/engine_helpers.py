@@ -91,3 +91,7 @@ def losses(out_dir) -> dict[int, float]:
     twice = [s for s, n in Counter(r["step"] for r in recs).items() if n > 1]
     assert not twice, f"steps logged more than once: {twice}"
     return {r["step"]: r["loss"] for r in recs}
+
+# fine-tuning machinery the tiny recipe turns off (few-shot runs): resume tests turn it on, so
+# that its state (mixup RNG, repeated-augmentation sampling) must be restored too
+TABLE6_MACHINERY = ["finetune.mixup=0.8", "finetune.cutmix=1.0", "finetune.repeated_aug=2"]

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from engine_helpers import SMALL, data_args, losses, make_synth, run_cli, run_signalled_after
+from engine_helpers import SMALL, TABLE6_MACHINERY, data_args, losses, make_synth, run_cli, run_signalled_after
 from mgm.config import load_config
 from mgm.engine.logging import read_log
 from mgm.engine.preemption import EXIT_PREEMPTED
@@ -22,7 +22,7 @@ def test_sigterm_mid_epoch_checkpoints_exits_75_and_resumes_exactly(synth, tmp_p
     step 3 of a fine-tuning run (drop path, mixup/cutmix, repeated aug) with no periodic
     checkpoints: the step finishes, step_3 is written, exit 75; resuming gives exactly the
     uninterrupted loss curve, and the log holds every step once."""
-    common = ["finetune", "--config", "tiny_finetune", *data_args(synth), *SMALL,
+    common = ["finetune", "--config", "tiny_finetune", *data_args(synth), *SMALL, *TABLE6_MACHINERY,
               "optim.batch_size=4", "run.max_steps=6", "run.eval_every=0", "run.seed=3"]
     full = run_cli([*common, f"run.out_dir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr[-3000:]

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from engine_helpers import SMALL, data_args, losses, make_synth, run_cli, run_signalled_after
+from engine_helpers import SMALL, TABLE6_MACHINERY, data_args, losses, make_synth, run_cli, run_signalled_after
 from mgm.config import load_config
 from mgm.engine.logging import read_log
 
@@ -43,7 +43,7 @@ def test_kill_and_resume_gives_the_same_loss_curve(synth, tmp_path):
     """SIGKILL after step 3 (checkpoint at step 2), resume: steps 3..6 equal the uninterrupted
     run exactly. Fine-tuning, so drop path, mixup/cutmix, repeated augmentation, the sampler's
     mid-epoch position and the epoch boundary (4 steps/epoch) are all exercised."""
-    common = ["finetune", "--config", "tiny_finetune", *data_args(synth), *SMALL,
+    common = ["finetune", "--config", "tiny_finetune", *data_args(synth), *SMALL, *TABLE6_MACHINERY,
               "optim.batch_size=4", "run.max_steps=6", "run.eval_every=0", "run.seed=3"]
     full = run_cli([*common, f"run.out_dir={tmp_path / 'full'}"])
     assert full.returncode == 0, full.stderr[-3000:]

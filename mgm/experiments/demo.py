@@ -37,7 +37,7 @@ from mgm.video import read_clip
 # The demo's protocol sizes. "default" takes about 10 minutes on 2 idle cores (docs/results.md);
 # "quick" is a smoke test of the whole path (its numbers mean nothing).
 PRESETS = {
-    "default": dict(unlabeled=600, pool=16, test=320, labels=(4,), seeds=(0, 1, 2), pretrain_steps=1500,
+    "default": dict(unlabeled=600, pool=16, test=320, labels=(4,), seeds=(0, 1, 2), pretrain_steps=1000,
                     finetune_steps=150, probe_epochs=40),
     "quick": dict(unlabeled=48, pool=4, test=48, labels=(2,), seeds=(0,), pretrain_steps=12,
                   finetune_steps=6, probe_epochs=3),

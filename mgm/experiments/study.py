@@ -193,8 +193,9 @@ def task_key(s: Study, kind: str, args: dict) -> str:
     if kind == "pretrain":
         settings = {f: settings[f] for f in ("unlabeled", "size", "frames", "pretrain_steps", "overrides")}
     arm = {k: v for k, v in args.items() if k not in ("weights", "arm")}
+    pretrained = kind != "pretrain" and args["arm"] != SCRATCH     # scratch evaluations use no pretraining
     return json.dumps({"kind": kind, "arm": sorted(s.arms[args["arm"]]), **arm, **settings,
-                       "pretrain_seed": _pretrain_seed(s, args["seed"]) if kind != "pretrain" else None},
+                       "pretrain_seed": _pretrain_seed(s, args["seed"]) if pretrained else None},
                       sort_keys=True)
 
 
