@@ -49,3 +49,25 @@ def test_reconstruct_keeps_visible_patches_and_labels_target_stats():
     np.testing.assert_allclose(r["recon_target_stats"][:2, :16, :16].mean((0, 1, 2)),
                                orig[:2, :16, :16].mean((0, 1, 2)), atol=0.08)
     assert np.isfinite(r["loss"])
+
+
+def test_trivial_loss_is_the_loss_of_a_model_that_predicts_nothing():
+    """The report's reference is in the model's own target space: a decoder whose output is zero
+    (each hidden patch predicted as its own mean, per-patch normalised targets) has exactly that
+    loss, (n-1)/n for n pixels per patch and channel."""
+    from mgm.data.transforms import to_tensor
+    from mgm.experiments.figures import trivial_loss
+    from mgm.models import build_pretrainer
+
+    torch.manual_seed(0)
+    m = build_pretrainer("vit_tiny", num_frames=4, img_size=32, patch=8, depth=1, decoder_depth=1).eval()
+    video = to_tensor(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
+    mask = np.zeros((2, 4, 4), bool)
+    mask[:, :3] = True
+    with torch.no_grad():
+        m.decoder.head.weight.zero_()
+        m.decoder.head.bias.zero_()
+        loss, _ = m(video[None], torch.as_tensor(mask.reshape(1, -1)))
+    n = 2 * 8 * 8
+    assert abs(trivial_loss(m, video, mask) - (n - 1) / n) < 1e-4
+    assert abs(trivial_loss(m, video, mask) - float(loss)) < 1e-4

@@ -37,14 +37,15 @@ from mgm.video import read_clip
 # The demo's protocol sizes. "default" takes about 10 minutes on 2 idle cores (docs/results.md);
 # "quick" is a smoke test of the whole path (its numbers mean nothing).
 PRESETS = {
-    "default": dict(unlabeled=600, pool=16, test=320, labels=(4,), seeds=(0, 1, 2), pretrain_steps=1000,
-                    finetune_steps=150, probe_epochs=40),
+    "default": dict(unlabeled=400, pool=12, test=200, labels=(4,), seeds=(0, 1, 2), pretrain_steps=500,
+                    finetune_steps=100, probe_epochs=40),
     "quick": dict(unlabeled=48, pool=4, test=48, labels=(2,), seeds=(0,), pretrain_steps=12,
                   finetune_steps=6, probe_epochs=3),
 }
 ARMS = ("tube", "mgm")                    # + scratch
-# estimated seconds of one run on one idle core (the progress bar's weights)
-SECONDS = {"pretrain": 0.15, "finetune": 0.3, "probe": 12.0, "start": 4.0}
+# measured seconds on one of 2 busy cores (the progress bar's weights): per pretraining / fine-tuning
+# step, per test clip of a fine-tune's 2-view test, per probe run, per process start
+SECONDS = {"pretrain": 0.26, "finetune": 0.75, "test_clip": 0.065, "probe": 12.0, "start": 4.0}
 
 
 class Progress:
@@ -107,7 +108,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     runs = {out / "runs" / a / "pretrain_s0" / "log.jsonl": (s.pretrain_steps, s.pretrain_steps * SECONDS["pretrain"])
             for a in ARMS}
     runs.update({out / "runs" / a / f"finetune_k{k}_s{seed}" / "log.jsonl":
-                 (s.finetune_steps, s.finetune_steps * SECONDS["finetune"])
+                 (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])
                  for a in s.arms for k in s.labels for seed in s.seeds})
     n_runs = len(ARMS) + 2 * len(s.arms) * len(s.labels) * len(s.seeds)
     data_s = 0.05 * (s.unlabeled + 8 * s.pool + s.test) / max(1, jobs)
@@ -184,12 +185,13 @@ def make_figures(out: Path, s: Study, data: dict, rows: list[dict]) -> dict:
     rel = lambda p: str(Path(p).relative_to(out))  # noqa: E731
     figs = {"study": {"path": rel(out / "study.png"), "size": list(F.png_size(out / "study.png"))}}
     weights = {r["arm"]: r["weights"] for r in rows if r["kind"] == "pretrain"}
-    logs = {a: out / "runs" / a / "pretrain_s0" / "log.jsonl" for a in weights}
-    path, size = F.loss_curves(logs, fig_dir / "loss.png")
-    figs["loss"] = {"path": rel(path), "size": list(size)}
-
     models = {a: load_checkpoint(w) for a, w in weights.items()}
     spec = next(iter(models.values())).spec
+    logs = {a: out / "runs" / a / "pretrain_s0" / "log.jsonl" for a in weights}
+    n = spec.tubelet * spec.patch ** 2        # pixels per patch and channel
+    reference = (f"predict each patch's mean: (n-1)/n = {(n - 1) / n:.4f}", (n - 1) / n) if spec.norm_pix_loss else None
+    path, size = F.loss_curves(logs, fig_dir / "loss.png", reference=reference)
+    figs["loss"] = {"path": rel(path), "size": list(size), "trivial": reference[1] if reference else None}
     grid = spec.grid
     cell = spec.img_size // grid[1]
     video_path = figure_clip(data["test"])
@@ -207,7 +209,7 @@ def make_figures(out: Path, s: Study, data: dict, rows: list[dict]) -> dict:
     path, size, losses = F.reconstruction_figure({a: (models[a], masks[a]) for a in models}, video,
                                                  fig_dir / "reconstruction.png", spec.tubelet)
     figs["reconstruction"] = {"path": rel(path), "size": list(size), "clip": name, "loss": losses,
-                              "mean_colour_loss": {a: F.mean_colour_loss(models[a], video, masks[a]) for a in models}}
+                              "trivial_loss": {a: F.trivial_loss(models[a], video, masks[a]) for a in models}}
     torch.manual_seed(0)
     enc = {f"{a}-pretrained": load_checkpoint(weights[a], kind="classifier", num_classes=0).encoder for a in weights}
     enc[SCRATCH + " (random init)"] = build_model(models[ARMS[0]].spec.to_dict(), "classifier").encoder

@@ -39,14 +39,18 @@ def png_size(path) -> tuple[int, int]:
 
 
 def loss_curves(logs: dict[str, Path], path, title: str = "pretraining loss (train, per logged step)",
-                ylabel: str = "MSE on masked patches") -> tuple[Path, tuple[int, int]]:
-    """One curve per run from its ``log.jsonl`` (``{name: path}``)."""
+                ylabel: str = "MSE on masked patches", reference: tuple[str, float] | None = None
+                ) -> tuple[Path, tuple[int, int]]:
+    """One curve per run from its ``log.jsonl`` (``{name: path}``); ``reference``: (label, value)
+    drawn as a dashed horizontal line (e.g. the loss of the predictor that learnt nothing)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=LOSS_SIZE)
     for name, log in logs.items():
         recs = read_log(log, "train") if Path(log).exists() else []
         if recs:
             ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1.2, label=name)
+    if reference:
+        ax.axhline(reference[1], color="k", ls="--", lw=0.8, label=reference[0])
     ax.legend(fontsize=8)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(ylabel)
@@ -180,14 +184,20 @@ def reconstruction_figure(runs: dict, video, path, tubelet: int, tile: int = 80)
     return path, png_size(path), losses
 
 
-def mean_colour_loss(model, video, mask) -> float:
-    """The trivial reference for pixel targets: MSE on the masked tubelets when every masked
-    pixel is predicted as the mean colour of the clip's visible patches."""
+def trivial_loss(model, video, mask) -> float:
+    """The loss, on the masked tubelets of one clip, of the predictor that has learnt nothing, in
+    the model's own target space: with per-patch normalised targets, each hidden patch predicted
+    as its own mean (a zero target: (n-1)/n for n pixels per patch and channel); with pixel
+    targets, every hidden pixel predicted as the mean colour of the clip's visible patches."""
     import torch
 
     with torch.no_grad():
         p = model.patchify(video[None].float() * model.pixel_std + model.pixel_mean)[0]   # (N, t*p*p, C)
         m = torch.as_tensor(np.asarray(mask).reshape(-1), dtype=torch.bool)
+        if model.norm_pix_loss:
+            tgt = p[m]
+            z = (tgt - tgt.mean(dim=-2, keepdim=True)) / (tgt.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+            return float((z ** 2).mean())
         return float(((p[m] - p[~m].mean(dim=(0, 1))) ** 2).mean())
 
 
