@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 
-from mgm.masking.options import STRATEGIES
+from mgm.masking.options import RATIO_SWEEP, STRATEGIES
 
 
 def register(sub) -> None:
@@ -50,7 +50,7 @@ def register(sub) -> None:
                    help="masks: the strategies (default all seven)")
     a.add_argument("--strategy", choices=STRATEGIES, default="mgm", help="ratio / motion: the strategy (default mgm)")
     a.add_argument("--ratios", nargs="+", type=float, default=None,
-                   help="ratio: the ratios (default 0.5 0.6 0.75 0.85 0.9 0.95)")
+                   help=f"ratio: the ratios (default {' '.join(f'{r:g}' for r in RATIO_SWEEP)})")
     a.add_argument("--sources", nargs="+", choices=("codec", "flow"), default=None,
                    help="motion: the motion sources (default codec flow)")
     _protocol_arguments(a, "runs/ablate")

@@ -289,7 +289,7 @@ def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: st
     ``ratio`` (one strategy at several ratios: Fig. 4a), ``motion`` (codec vectors vs optical
     flow: Table 4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False.
     Arms with the same overrides are the same runs (reused by studies sharing an OUT)."""
-    from mgm.masking.options import STRATEGIES
+    from mgm.masking.options import RATIO_SWEEP, STRATEGIES
 
     def arm(s, r):
         return [f"mask.strategy={s}", f"mask.ratio={r:g}"]
@@ -304,7 +304,7 @@ def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: st
         for s in strategies or STRATEGIES:
             arms[s if r == PAPER_RATIO.get(s, 0.75) else f"{s}@{r:g}"] = arm(s, r)
     elif kind == "ratio":
-        for r in ratios or (0.5, 0.6, 0.75, 0.9, 0.95):
+        for r in ratios or RATIO_SWEEP:
             arms[f"{strategy}@{r:g}"] = arm(strategy, r)
     elif kind == "motion":      # codec: data.motion=auto, which is codec for H.264 (the masks study's run)
         for src in sources or ("codec", "flow"):

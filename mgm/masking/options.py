@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 STRATEGIES = ("random", "tube", "block", "smm", "smm-sparse", "mgm", "mgm-sparse")
+# the mask ratios `mgm ablate ratio` sweeps by default (paper Fig. 4a)
+RATIO_SWEEP = (0.5, 0.6, 0.75, 0.9, 0.95)
 GUIDED = ("mgm", "mgm-sparse")                       # read the motion magnitude
 FALLBACK = {"mgm": "smm", "mgm-sparse": "smm-sparse"}  # used where a clip has no motion at all
 
