@@ -33,9 +33,12 @@ A box is the axis-aligned bounding box of the (scaled, rotated) object in frame 
 Flip is label-changing here (left <-> right, clockwise <-> counter-clockwise): train
 with ``data.flip=false``.
 
-``style="bold"`` (``mgm data synth --style bold``, what ``mgm demo`` uses) renders the same
+``style="bold"`` (``mgm data synth --style bold``) renders the same
 motions with a high-contrast look: a bright two-colour object 1.4x larger over a dark smooth
 background, dim static distractors (pixel std ~0.18 instead of ~0.11).
+
+``style="actions"`` (``mgm/data/synth_figures.py``, what ``mgm demo`` and ``mgm study`` use) draws
+articulated figures whose limbs carry the action.
 """
 from __future__ import annotations
 
