@@ -192,12 +192,10 @@ def trivial_loss(model, video, mask) -> float:
     import torch
 
     with torch.no_grad():
-        p = model.patchify(video[None].float() * model.pixel_std + model.pixel_mean)[0]   # (N, t*p*p, C)
         m = torch.as_tensor(np.asarray(mask).reshape(-1), dtype=torch.bool)
-        if model.norm_pix_loss:
-            tgt = p[m]
-            z = (tgt - tgt.mean(dim=-2, keepdim=True)) / (tgt.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
-            return float((z ** 2).mean())
+        if model.norm_pix_loss:      # the model's own targets; a zero prediction scores their mean square
+            return float((model.targets(video[None], torch.nonzero(m).T) ** 2).mean())
+        p = model.patchify(video[None].float() * model.pixel_std + model.pixel_mean)[0]   # (N, t*p*p, C)
         return float(((p[m] - p[~m].mean(dim=(0, 1))) ** 2).mean())
 
 
