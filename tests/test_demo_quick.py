@@ -45,6 +45,18 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     for f in figs.values():
         assert f["path"] in md
     assert html.count("data:image/png;base64,") == len(figs)     # self-contained
+    # the text quotes the ratios the arms pretrained with, not constants
+    assert m["mask_ratio"] == {"tube": 0.9, "mgm": 0.75} and "tube masks (ratio 0.9;" in md
+    assert m["runs_reused"] == 0 and "reused" not in md
+
+    # a second call into the same directory reruns nothing and says so, instead of passing the
+    # seconds of a call that only drew figures off as the demo's wall time
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["finetune"] == m["finetune"]
+    n_runs = 2 + 2 * 3                  # tube, mgm pretrainings; fine-tune + probe per arm (1 seed)
+    assert again["runs_reused"] == n_runs
+    assert f"{n_runs} runs reused" in (out / "report.md").read_text()
 
 
 def test_png_size_rejects_non_png(tmp_path):

@@ -162,7 +162,8 @@ def _demo(args) -> int:
     for arm, c in m["finetune"].items():
         print(f"  {arm:<8} {c['mean']:5.1f} ± {c['std']:4.1f}   seeds: {', '.join(f'{v:.1f}' for v in c['values'])}")
     print(verdict(m))
-    print(f"{m['wall_s']:.0f} s; report: {args.out}/report.html  ({args.out}/report.md, metrics.json, figures/)")
+    reused = f" ({m['runs_reused']} runs reused from an earlier call)" if m.get("runs_reused") else ""
+    print(f"{m['wall_s']:.0f} s{reused}; report: {args.out}/report.html  ({args.out}/report.md, metrics.json, figures/)")
     return 0
 
 

@@ -227,7 +227,7 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
         key = task_key(s, kind, args)
         rec = done.get(key)
         if rec is not None:
-            rec = {**rec, "arm": args["arm"]}
+            rec = {**rec, "arm": args["arm"], "reused": True}
         else:
             rec = {"key": key, "kind": kind, **args, **res, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
             with open(path, "a") as f:

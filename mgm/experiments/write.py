@@ -88,16 +88,19 @@ def verdict(m: dict) -> str:
 
 
 def intro(m: dict) -> str:
-    s = m.get("settings", {})
+    s, r = m.get("settings", {}), m.get("mask_ratio", {})
     return (f"Generated action clips (`mgm data synth --style actions`: stick figures walk left or right, "
             f"wave, clap, jump, kick, sit down or stand up over textured, panning scenes; appearance "
             f"carries no label). A 4-block `vit_tiny` encoder (8 frames of {s.get('size')}², 2×8×8 "
             f"tubelets) is pretrained as a masked autoencoder on {m.get('unlabeled_clips')} unlabeled clips "
-            f"for {s.get('pretrain_steps')} steps with tube masks (ratio 0.9, VideoMAE's) and with "
-            f"motion-guided masks (ratio 0.75, the paper's), then fine-tuned for {s.get('finetune_steps')} "
+            f"for {s.get('pretrain_steps')} steps with tube masks (ratio {r.get('tube', '–')}; VideoMAE's is 0.9) and "
+            f"with motion-guided masks (ratio {r.get('mgm', '–')}; the paper's is 0.75), then fine-tuned for "
+            f"{s.get('finetune_steps')} "
             f"steps on {m['labels_per_class']} labelled clips per class and tested on {m.get('test_clips')} "
             f"other clips, against the same encoder trained from scratch with the same steps. Seeds "
-            f"{m.get('seeds')} vary the {m.get('seeds_vary')}. Wall time {_f(m.get('wall_s'), 0)} s. "
+            f"{m.get('seeds')} vary the {m.get('seeds_vary')}. Wall time {_f(m.get('wall_s'), 0)} s"
+            + (f" ({m['runs_reused']} runs reused from an earlier call into the same directory). "
+               if m.get("runs_reused") else ". ") +
             f"At this budget scratch training is far from converged: the gap measures how much faster a "
             f"pretrained encoder learns from few labels; docs/results.md has the full protocol "
             f"(`mgm study`: separate pretrainings per seed, longer runs) and longer fine-tuning.")
