@@ -150,6 +150,25 @@ def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
         torch.testing.assert_close(clf.head(clf.forward_features(x)), clf.head(feats[:1]), atol=1e-4, rtol=1e-4)
 
 
+def test_runs_leave_no_loader_workers_behind(synth, tmp_path):
+    """Persistent DataLoader workers end with their run: several runs in one process (a notebook,
+    `mgm transfer`, a study) must not pile up workers that are killed, with a traceback, at exit."""
+    import multiprocessing
+
+    from mgm.engine.finetune import run_finetune
+    from mgm.engine.pretrain import run_pretrain
+
+    workers = [a for a in SMALL if not a.startswith("data.num_workers")] + ["data.num_workers=1"]
+    cfg = load_config("tiny", [*data_args(synth), *workers, f"run.out_dir={tmp_path / 'pre'}",
+                               "run.max_steps=1", "optim.batch_size=2"])
+    pre = run_pretrain(cfg)
+    assert multiprocessing.active_children() == []
+    cfg = load_config("tiny_finetune", [*data_args(synth, val=True), *workers, f"run.out_dir={tmp_path / 'ft'}",
+                                        f"model.init={pre['weights']}", "run.max_steps=1", "optim.batch_size=2"])
+    run_finetune(cfg)                                    # training, validation and test loaders
+    assert multiprocessing.active_children() == []
+
+
 def test_gradient_accumulation_matches_the_large_batch(synth, tmp_path):
     from mgm.engine.pretrain import run_pretrain
 

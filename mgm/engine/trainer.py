@@ -180,6 +180,9 @@ class Trainer(TrainerCheckpoints):
                     done = self._epoch(max_steps)
         finally:
             logger.close()
+            # persistent loader workers would otherwise outlive the run (the Trainer sits in
+            # reference cycles) until interpreter exit, where they are killed with a traceback
+            self.loader = None
         return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
                 "history": self.history, "timing": dict(self.timing),
                 "checkpoint": str(self.last_ckpt) if self.last_ckpt else None}

@@ -22,7 +22,6 @@ records (``mgm finetune --config PRESET ... run.out_dir=...``) would. Each cell'
 from __future__ import annotations
 
 import csv
-import gc
 import json
 import os
 import re
@@ -211,10 +210,6 @@ def run_cell(cell: Cell, steps, label: str, out_dir: Path, launcher: str = "") -
             fn(cfg)
         except UserError as e:
             raise UserError(f"{where}: {e}") from None
-        finally:
-            # the run's persistent DataLoader workers hang on reference cycles; collected now they
-            # shut down cleanly, left to interpreter exit they are killed and torch reports it
-            gc.collect()
     test = json.loads(metrics_file.read_text())
     keep = ("top1", "top5", "top1_target_classes", "predicted_outside_target", "videos", "views_per_video",
             "class_map", "target_classes", "source_classes")
