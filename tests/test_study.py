@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mgm.experiments.study import Study, arms_for, run_study, write_outputs
-from mgm.experiments.tables import format_table, mean_std, summarize
+from mgm.experiments.tables import format_paired, format_table, mean_std, paired_differences, reference_arm, summarize
 
 
 def test_study_runs_every_arm_and_resumes(tmp_path):
@@ -42,6 +42,7 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert set(summary) == {"scratch", "tube", "mgm"} and summary["mgm"][1]["finetune_top1"]["seeds"] == [0]
     table = (tmp_path / "st" / "table_study.md").read_text()
     assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table
+    assert "| mgm minus arm, fine-tune |" in table and "| tube | " in table.split("mgm minus arm")[1]
     assert (tmp_path / "st" / "study.png").stat().st_size > 1000
 
 
@@ -65,6 +66,26 @@ def test_arms_and_tables():
     summ = summarize(rows, ["scratch", "mgm"])
     assert summ["mgm"][4]["finetune_top1"]["mean"] == 75.0
     assert "| mgm | 75.0 ± 7.1 (n=2) |" in format_table(summ)
+
+
+def test_paired_differences_are_per_seed_on_shared_seeds():
+    rows = [{"kind": "finetune", "arm": a, "k": 4, "seed": s, "finetune_top1": v}
+            for a, vals in (("scratch", {0: 56.7, 1: 37.3, 2: 64.4}), ("random@0.75", {0: 80.0, 2: 72.9}),
+                            ("mgm", {0: 83.8, 1: 73.1, 2: 73.2}))
+            for s, v in vals.items()]
+    summ = summarize(rows, ["scratch", "random@0.75", "mgm"])
+    assert reference_arm(summ) == "mgm" and reference_arm(["scratch", "mgm@0.5", "mgm@0.75"]) == "mgm@0.75"
+    assert reference_arm(["scratch", "tube"]) is None
+    paired = paired_differences(summ, "mgm")
+    assert set(paired) == {"scratch", "random@0.75"}
+    assert paired["scratch"][4]["diffs"] == [27.1, 35.8, 8.8] and paired["scratch"][4]["above"] == 3
+    # random lacks seed 1: only seeds 0 and 2 are paired
+    r = paired["random@0.75"][4]
+    assert r["seeds"] == [0, 2] and r["diffs"] == [3.8, 0.3] and r["above"] == 2
+    assert abs(r["mean"] - 2.05) < 1e-9 and abs(r["std"] - mean_std([3.8, 0.3])[1]) < 1e-12
+    table = format_paired(summ, "mgm")
+    assert "| random@0.75 | +2.0 ± 2.5, above on 2/2 (+3.8, +0.3) |" in table
+    assert "| scratch | +23.9 ± 13.8, above on 3/3 (+27.1, +35.8, +8.8) |" in table
 
 
 def test_knn_votes_by_similarity():

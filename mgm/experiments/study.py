@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Callable
 
 from mgm.data.synth import ensure_synth_dataset
-from mgm.experiments.tables import format_table, plot_summary, summarize
+from mgm.experiments.tables import (METRICS, format_paired, format_table, paired_differences, plot_summary,
+                                    reference_arm, summarize)
 
 SCRATCH = "scratch"
 
@@ -320,14 +321,19 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     time) and NAME.png (several studies can share one OUT and its runs); returns the summary."""
     out = Path(s.out_dir)
     summary = summarize(rows, list(s.arms))
-    (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary},
-                                                 indent=1, default=str) + "\n")
+    reference = reference_arm(summary)
+    paired = {m: paired_differences(summary, reference, m) for m in METRICS} if reference else {}
+    (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
+                                                          "reference": reference, "paired": paired},
+                                                         indent=1, default=str) + "\n")
     seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
              "labelled subset, head initialisation and order of the fine-tuning"
              if s.pretrain_seeds is not None else "each seed its own pretraining, labelled subset and fine-tuning")
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
              f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std).",
-             "", format_table(summary, "finetune_top1"), "", format_table(summary, "probe_top1"), "",
+             "", format_table(summary, "finetune_top1"), "",
+             *([format_paired(summary, reference, "finetune_top1"), ""] if reference else []),
+             format_table(summary, "probe_top1"), "",
              format_table(summary, "knn_top1"), "", "| arm | pretraining loss (last 50 steps) | pretraining s |",
              "|---|---:|---:|"]
     for arm, cells in summary.items():

@@ -55,6 +55,54 @@ def format_table(summary: dict, metric: str = "finetune_top1", chance: float = 1
     return "\n".join(lines)
 
 
+def reference_arm(arms) -> str | None:
+    """The arm the others are compared with, seed by seed: MGM at its paper's ratio (named ``mgm`` in
+    the study and the masks ablation, ``mgm@0.75`` in the ratio sweep), or None."""
+    return next((a for a in ("mgm", "mgm@0.75") if a in arms), None)
+
+
+def paired_differences(summary: dict, reference: str, metric: str = "finetune_top1") -> dict:
+    """{arm: {K: {"seeds", "diffs", "mean", "std", "above"}}}: ``reference`` minus each other arm on the
+    seeds both ran. A seed fixes the labelled draw, initial weights and clip order for every arm, so
+    these paired differences are the comparison to read; the arms' own stds also carry how hard
+    each seed's labelled draw is, which is shared by both arms of a pair."""
+    out: dict = {}
+    for arm, cells in summary.items():
+        if arm == reference:
+            continue
+        out[arm] = {}
+        for k, cell in cells.items():
+            ref = summary[reference].get(k, {}).get(metric)
+            c = cell.get(metric) if isinstance(k, int) else None
+            if ref is None or c is None:
+                continue
+            theirs = dict(zip(c["seeds"], c["values"]))
+            seeds = [s for s in ref["seeds"] if s in theirs]
+            diffs = [round(v - theirs[s], 2) for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
+            if diffs:
+                m, sd = mean_std(diffs)
+                out[arm][k] = {"seeds": seeds, "diffs": diffs, "mean": m, "std": sd,
+                               "above": sum(d > 0 for d in diffs)}
+    return out
+
+
+def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") -> str:
+    """Markdown: ``reference`` minus each arm, mean ± std of the per-seed differences, how many
+    seeds ``reference`` is above, and the differences themselves."""
+    paired = paired_differences(summary, reference, metric)
+    ks = sorted({k for a in paired.values() for k in a})
+    lines = [f"| {reference} minus arm, {METRICS[metric]} | " + " | ".join(f"K = {k} (points)" for k in ks) + " |",
+             "|---|" + "---:|" * len(ks)]
+    for arm, cells in paired.items():
+        vals = []
+        for k in ks:
+            c = cells.get(k)
+            vals.append("–" if c is None else f"{c['mean']:+.1f} ± {c['std']:.1f}, above on {c['above']}/"
+                        f"{len(c['diffs'])} ({', '.join(f'{d:+.1f}' for d in c['diffs'])})")
+        lines.append(f"| {arm} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
 def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> Path:
     """Bars per arm (mean ± std) for each metric and K; seeds as dots."""
     import matplotlib
