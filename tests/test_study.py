@@ -58,6 +58,8 @@ def test_arms_and_tables():
     assert arms_for("masks", ratio=0.9)["tube"] == study["tube"]
     assert arms_for("motion")["mgm"] == arms_for("masks")["mgm"]
     assert arms_for("motion")["mgm:flow"] == ["mask.strategy=mgm", "mask.ratio=0.75", "data.motion=flow"]
+    # `mgm study --arms scratch`: scratch alone, not the default strategies
+    assert arms_for("study", strategies=[]) == {"scratch": []}
     with pytest.raises(ValueError):
         arms_for("nope")
     assert mean_std([10.0, 20.0, 30.0]) == (20.0, 10.0) and mean_std([5.0]) == (5.0, 0.0)

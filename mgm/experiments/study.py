@@ -288,7 +288,8 @@ def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: st
     """The arms of a study: ``study`` (random, tube, mgm, each at its paper's mask ratio unless
     ``ratio`` is given), ``masks`` (every strategy, at ``ratio``, default 0.75: Table 4e),
     ``ratio`` (one strategy at several ratios: Fig. 4a), ``motion`` (codec vectors vs optical
-    flow: Table 4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False.
+    flow: Table 4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False. None
+    means the default list; an empty one means none (``mgm study --arms scratch``).
     Arms with the same overrides are the same runs (reused by studies sharing an OUT)."""
     from mgm.masking.options import RATIO_SWEEP, STRATEGIES
 
@@ -297,18 +298,18 @@ def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: st
 
     arms: dict[str, list[str]] = {SCRATCH: []} if baseline else {}
     if kind == "study":
-        for s in strategies or ("random", "tube", "mgm"):
+        for s in ("random", "tube", "mgm") if strategies is None else strategies:
             r = ratio or PAPER_RATIO.get(s, 0.75)
             arms[s if r == PAPER_RATIO.get(s, 0.75) else f"{s}@{r:g}"] = arm(s, r)
     elif kind == "masks":
         r = ratio or 0.75
-        for s in strategies or STRATEGIES:
+        for s in STRATEGIES if strategies is None else strategies:
             arms[s if r == PAPER_RATIO.get(s, 0.75) else f"{s}@{r:g}"] = arm(s, r)
     elif kind == "ratio":
-        for r in ratios or RATIO_SWEEP:
+        for r in RATIO_SWEEP if ratios is None else ratios:
             arms[f"{strategy}@{r:g}"] = arm(strategy, r)
     elif kind == "motion":      # codec: data.motion=auto, which is codec for H.264 (the masks study's run)
-        for src in sources or ("codec", "flow"):
+        for src in ("codec", "flow") if sources is None else sources:
             name = strategy if src == "codec" else f"{strategy}:{src}"
             arms[name] = arm(strategy, ratio or 0.75) + ([] if src == "codec" else [f"data.motion={src}"])
     else:
