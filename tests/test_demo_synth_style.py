@@ -38,6 +38,9 @@ def test_ensure_synth_dataset_regenerates_on_any_change(tmp_path):
     assert not a["reused"] and a["style"] == "bold"
     meta = json.loads((d / "boxes.json").read_text())
     assert meta["style"] == "bold" and meta["width"] == 64
+    import cv2      # the set records what drew it: another OpenCV rounds its pixels differently
+
+    assert meta["drawn_with"]["opencv"] == cv2.__version__
     assert ensure_synth_dataset(d, 5, size=64, frames=16, style="bold", progress=False)["reused"]
     assert not ensure_synth_dataset(d, 5, size=64, frames=16, style="natural", progress=False)["reused"]
     assert json.loads((d / "boxes.json").read_text())["style"] == "natural"

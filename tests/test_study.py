@@ -41,7 +41,7 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     summary = write_outputs(s, rows, title="toy")
     assert set(summary) == {"scratch", "tube", "mgm"} and summary["mgm"][1]["finetune_top1"]["seeds"] == [0]
     table = (tmp_path / "st" / "table_study.md").read_text()
-    assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table
+    assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table and "opencv " in table
     assert "| mgm minus arm, fine-tune |" in table and "| tube | " in table.split("mgm minus arm")[1]
     assert (tmp_path / "st" / "study.png").stat().st_size > 1000
 

@@ -45,14 +45,14 @@ def register(sub) -> None:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_transcode)
 
-    s = dsub.add_parser("synth", help="generate the motion-classes demo dataset")
+    s = dsub.add_parser("synth", help="generate a synthetic dataset: stick-figure actions (the demo's) or motion classes")
     s.add_argument("out_dir", metavar="OUT_DIR")
     s.add_argument("--videos", type=int, default=400)
     s.add_argument("--size", type=int, default=112)
     s.add_argument("--frames", type=int, default=32)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--style", default="natural", choices=["natural", "bold", "actions"],
-                   help="bold: high contrast (mgm demo's set); actions: stick figures doing 8 actions")
+                   help="actions: stick figures doing 8 actions (mgm demo's and mgm study's set); natural / bold: motion classes, low / high contrast")
     s.add_argument("--workers", type=int, default=_default_workers())
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_synth)

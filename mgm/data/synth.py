@@ -193,8 +193,12 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     """Write the dataset; returns {"train": n, "val": n, "dir": ...}.
 
     ``style``: "natural" (default: textured object, textured panning background and
-    distractors, low contrast: pixel std ~0.11) or "bold" (:func:`render_bold`: high contrast,
-    smooth; what ``mgm demo`` uses so that a CPU-sized pretraining can learn something)."""
+    distractors, low contrast: pixel std ~0.11), "bold" (:func:`render_bold`: high contrast,
+    smooth) or "actions" (stick figures; what ``mgm demo`` and ``mgm study`` use). ``boxes.json``
+    records the OpenCV version that drew the set: another release rounds the warps and antialiased
+    lines differently, so the same seed gives slightly different pixels."""
+    import cv2          # drawing dependency, imported where the set is drawn (as in the renderers)
+
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     out = Path(out_dir)
@@ -208,7 +212,8 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     lists = {"train": [], "val": [], "all": []}
     classes = style_classes(style)
     meta = {"format": "xyxy", "units": "pixels", "width": size, "height": size, "fps": fps,
-            "num_frames": frames, "seed": seed, "style": style, "classes": list(classes), "videos": {}}
+            "num_frames": frames, "seed": seed, "style": style, "classes": list(classes),
+            "drawn_with": {"opencv": cv2.__version__, "numpy": np.__version__}, "videos": {}}
     for s in specs:
         rel = f"videos/{s['index']:05d}.mp4"
         lists[s["split"]].append(f"{rel} {s['label']}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data, run_study, write_outputs
+from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data, run_study, versions, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
 from mgm.models.checkpoint import load_checkpoint
@@ -154,26 +153,12 @@ def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool) 
             "fine-tuning, over one pretraining per arm (seed 0)",
             "settings": {f: getattr(s, f) for f in ("pretrain_steps", "finetune_steps", "probe_epochs", "size",
                                                       "frames", "pool")},
-            "figures": figs, "versions": _versions()}
+            "figures": figs, "versions": versions()}
 
 
 def _ratios(arms: dict[str, list[str]]) -> dict[str, float]:
     """Each pretrained arm's mask ratio, read from its overrides (what the report's text quotes)."""
     return {a: float(o.split("=", 1)[1]) for a, over in arms.items() for o in over if o.startswith("mask.ratio=")}
-
-
-def _versions() -> dict:
-    import mgm
-
-    v = {"mgm": mgm.__version__, "python": platform.python_version(), "torch": torch.__version__,
-         "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    try:
-        import av
-
-        v["av"] = av.__version__
-    except ImportError:
-        pass
-    return v
 
 
 def figure_clip(data: Path, cls: str = "wave") -> Path:

@@ -25,6 +25,8 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
+import platform
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -317,6 +319,29 @@ def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: st
     return arms
 
 
+def versions() -> dict:
+    """What a result depends on besides the seed and command. The generated sets are drawn with
+    OpenCV's float warps and antialiased lines, whose rounding differs between OpenCV releases (4.14
+    and 5.0 draw pixels up to a few levels apart from the same seed), so the numbers of a study are
+    reproducible on one installation, and within the seed spread on another."""
+    import cv2          # heavy imports only when a study writes its outputs, not when the CLI starts
+    import numpy
+    import torch
+
+    import mgm
+
+    v = {"mgm": mgm.__version__, "python": platform.python_version(), "torch": torch.__version__,
+         "torch_cpu": torch.backends.cpu.get_cpu_capability(), "opencv": cv2.__version__,
+         "numpy": numpy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    try:
+        import av
+
+        v["av"] = av.__version__
+    except ImportError:
+        pass
+    return v
+
+
 def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study") -> dict:
     """OUT/summary_NAME.json, table_NAME.md (fine-tune, linear probe, k-NN; pretraining loss and
     time) and NAME.png (several studies can share one OUT and its runs); returns the summary."""
@@ -324,14 +349,18 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     summary = summarize(rows, list(s.arms))
     reference = reference_arm(summary)
     paired = {m: paired_differences(summary, reference, m) for m in METRICS} if reference else {}
+    env = versions()
     (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
-                                                          "reference": reference, "paired": paired},
+                                                          "reference": reference, "paired": paired,
+                                                          "versions": env},
                                                          indent=1, default=str) + "\n")
     seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
              "labelled subset, head initialisation and order of the fine-tuning"
              if s.pretrain_seeds is not None else "each seed its own pretraining, labelled subset and fine-tuning")
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
-             f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std).",
+             f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
+             + "Versions: " + ", ".join(f"{k} {env[k]}" for k in ("mgm", "torch", "torch_cpu", "av", "opencv", "numpy")
+                                        if k in env) + ".",
              "", format_table(summary, "finetune_top1"), "",
              *([format_paired(summary, reference, "finetune_top1"), ""] if reference else []),
              format_table(summary, "probe_top1"), "",

@@ -118,7 +118,7 @@ def details(m: dict) -> list[tuple[str, str]]:
                      f"{_f(rec['loss'].get(a), 4)} vs {_f(v, 4)}"))
     rows.append(("seconds per stage", ", ".join(f"{k} {_f(v)}" for k, v in (m.get("stage_seconds") or {}).items())))
     v = m.get("versions") or {}
-    rows.append(("versions", ", ".join(f"{k} {v[k]}" for k in ("mgm", "torch", "av", "python") if k in v)
+    rows.append(("versions", ", ".join(f"{k} {v[k]}" for k in ("mgm", "torch", "av", "opencv", "python") if k in v)
                  + f"; {v.get('cpu_count')} CPUs"))
     return rows
 
