@@ -112,7 +112,7 @@ def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> 
 
     ks = sorted({k for a in summary.values() for k in a if isinstance(k, int)})
     arms = list(summary)
-    fig, axes = plt.subplots(1, len(ks), figsize=(4.2 * len(ks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(ks), figsize=(max(4.2, 0.75 * len(arms) + 1) * len(ks), 3.6), squeeze=False)
     width = 0.8 / len(METRICS)
     for ax, k in zip(axes[0], ks):
         for j, (metric, label) in enumerate(METRICS.items()):
@@ -130,7 +130,7 @@ def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> 
         ax.set_ylabel("test top-1 (%)")
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    axes[0][0].legend(fontsize=7, loc="upper left", ncol=len(METRICS) + 1)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
