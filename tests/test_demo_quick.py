@@ -66,3 +66,21 @@ def test_png_size_rejects_non_png(tmp_path):
     p.write_bytes(b"not a png at all, really not")
     with pytest.raises(ValueError):
         png_size(p)
+
+
+def test_progress_counts_parallel_runs_in_wall_time(tmp_path):
+    # two runs of 10 s of work each on 2 jobs take 10 s of wall time: both finished is 10, not 20
+    from mgm.experiments.demo import Progress
+
+    logs = {tmp_path / f"run{i}.jsonl": (4, 10.0) for i in range(2)}
+    bar = Progress(10.0, logs, enabled=False, jobs=2)
+    try:
+        assert bar.work() == 0.0
+        (tmp_path / "run0.jsonl").write_text('{"step": 2}\n')
+        assert bar.work() == 2.5
+        for log in logs:
+            log.write_text('{"step": 1}\n{"step": 4}\n')
+        bar.stage("next", done_seconds=3.0)
+        assert bar.work() == 13.0
+    finally:
+        bar.close()

@@ -48,13 +48,14 @@ SECONDS = {"pretrain": 0.26, "finetune": 0.75, "test_clip": 0.065, "probe": 12.0
 
 
 class Progress:
-    """One tqdm bar over the demo, in estimated seconds of work: a thread reads the step of every
-    run from its ``log.jsonl`` so that the bar moves during the long pretraining runs."""
+    """One tqdm bar over the demo, in estimated seconds of wall time: a thread reads the step of
+    every run from its ``log.jsonl`` so that the bar moves during the long pretraining runs. A run's
+    weight is its seconds of work; ``jobs`` runs share the wall clock."""
 
-    def __init__(self, total: float, runs: dict[Path, tuple[int, float]], enabled: bool):
+    def __init__(self, total: float, runs: dict[Path, tuple[int, float]], enabled: bool, jobs: int = 1):
         from tqdm import tqdm
 
-        self.runs, self.fixed = runs, 0.0
+        self.runs, self.fixed, self.jobs = runs, 0.0, max(1, jobs)
         self.bar = tqdm(total=round(total), disable=not enabled, file=sys.stderr, smoothing=0.0,
                         bar_format="demo [{desc}] {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}")
         self._stop = threading.Event()
@@ -65,11 +66,14 @@ class Progress:
         self.fixed += done_seconds
         self.bar.set_description_str(name)
 
+    def work(self) -> float:
+        """Estimated wall seconds done: the finished stages plus each run's share of its steps."""
+        runs = sum(weight * min(1.0, _last_step(log) / max(1, steps)) for log, (steps, weight) in self.runs.items())
+        return self.fixed + runs / self.jobs
+
     def _follow(self) -> None:
         while not self._stop.wait(1.0):
-            work = self.fixed
-            for log, (steps, weight) in self.runs.items():
-                work += weight * min(1.0, _last_step(log) / max(1, steps))
+            work = self.work()
             if work > self.bar.n:
                 self.bar.update(min(work, self.bar.total) - self.bar.n)
 
@@ -112,7 +116,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     n_runs = len(ARMS) + 2 * len(s.arms) * len(s.labels) * len(s.seeds)
     data_s = 0.05 * (s.unlabeled + 8 * s.pool + s.test) / max(1, jobs)
     total = (data_s + sum(w for _, w in runs.values()) + n_runs * (SECONDS["start"] + SECONDS["probe"] / 2)) / jobs + 20
-    bar = Progress(total, runs, enabled=progress)
+    bar = Progress(total, runs, enabled=progress, jobs=jobs)
     times: dict[str, float] = {}
     try:
         bar.stage("data")
