@@ -77,11 +77,11 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
             if ref is None or c is None:
                 continue
             theirs = dict(zip(c["seeds"], c["values"]))
-            seeds = [s for s in ref["seeds"] if s in theirs]
-            diffs = [round(v - theirs[s], 2) for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
-            if diffs:
+            pairs = [(s, round(v - theirs[s], 2)) for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
+            if pairs:
+                diffs = [d for _, d in pairs]
                 m, sd = mean_std(diffs)
-                out[arm][k] = {"seeds": seeds, "diffs": diffs, "mean": m, "std": sd,
+                out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd,
                                "above": sum(d > 0 for d in diffs)}
     return out
 
