@@ -52,6 +52,7 @@ CASES = {
     "motion": (["motion", "{d}/text.mp4"], "{d}/text.mp4: not a readable video container"),
     "masks": (["masks", "{d}/broken/empty.mp4"], "{d}/broken/empty.mp4: empty file"),
     "demo": (["demo", "--quick", "--out", "{d}/a_file"], "{d}/a_file: not a directory"),
+    "study": (["study", "--out", "{d}/st", "--draws", "0"], "--draws must be at least 1, got 0"),
 }
 
 

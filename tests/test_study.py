@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from mgm.experiments.study import Study, arms_for, run_study, write_outputs
-from mgm.experiments.tables import format_paired, format_table, mean_std, paired_differences, reference_arm, summarize
+from mgm.experiments.study import Study, arms_for, draw_seed, run_study, write_outputs
+from mgm.experiments.tables import (format_paired, format_table, mean_std, paired_differences, pooled_std,
+                                    reference_arm, summarize)
 
 
 def test_study_runs_every_arm_and_resumes(tmp_path):
@@ -46,6 +47,28 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert (tmp_path / "st" / "study.png").stat().st_size > 1000
 
 
+def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
+    """--draws D: draw 0 is the plain run (reused), draw 1 its own K-shot subset and fine-tune; the
+    seed's number is the mean of its draws."""
+    s = Study(out_dir=str(tmp_path / "st"), arms=arms_for("study", strategies=[]), seeds=(1,), labels=(1,),
+              unlabeled=16, pool=2, test=16, pretrain_steps=2, finetune_steps=2, probe_epochs=1, jobs=2)
+    plain = run_study(s)
+    s.draws = 2
+    rows = run_study(s)
+    assert len((tmp_path / "st" / "results.jsonl").read_text().splitlines()) == 4      # 2 reused + 2 new
+    ft = sorted((r for r in rows if r["kind"] == "finetune"), key=lambda r: r.get("draw", 0))
+    assert [r.get("draw", 0) for r in ft] == [0, 1] and ft[0].get("reused")
+    assert ft[0]["finetune_top1"] == next(r["finetune_top1"] for r in plain if r["kind"] == "finetune")
+    lists = tmp_path / "st" / "lists"
+    assert draw_seed(1, 1) == 1001 and draw_seed(1, 0) == 1
+    assert (lists / "labelled_k1_s1001.txt").read_text() != (lists / "labelled_k1_s1.txt").read_text()
+    assert (tmp_path / "st" / "runs" / "scratch" / "finetune_k1_s1_d1.log").exists()
+    cell = write_outputs(s, rows)["scratch"][1]["finetune_top1"]
+    assert cell["seeds"] == [1] and cell["draws"] == [[round(r["finetune_top1"], 2) for r in ft]]
+    assert cell["mean"] == pytest.approx(sum(r["finetune_top1"] for r in ft) / 2)
+    assert "mean of 2 labelled draws" in (tmp_path / "st" / "table_study.md").read_text()
+
+
 def test_arms_and_tables():
     assert list(arms_for("masks")) == ["scratch", "random@0.75", "tube@0.75", "block", "smm", "smm-sparse", "mgm",
                                        "mgm-sparse"]
@@ -68,6 +91,15 @@ def test_arms_and_tables():
     summ = summarize(rows, ["scratch", "mgm"])
     assert summ["mgm"][4]["finetune_top1"]["mean"] == 75.0
     assert "| mgm | 75.0 ± 7.1 (n=2) |" in format_table(summ)
+    # two draws per seed: a seed counts once, with its draws' mean; the pooled spread between draws
+    drawn = summarize([{**r, "draw": d, "finetune_top1": r["finetune_top1"] + (4 if d else -4)}
+                       for r in rows for d in (0, 1)], ["scratch", "mgm"])["mgm"][4]["finetune_top1"]
+    assert drawn["values"] == [70.0, 80.0] and drawn["std"] == mean_std([70, 80])[1]
+    assert drawn["draws"] == [[66.0, 74.0], [76.0, 84.0]] and drawn["draw_std"] == pytest.approx(math.sqrt(32))
+    assert pooled_std([[1.0, 3.0], [5.0]]) == pytest.approx(math.sqrt(2)) and math.isnan(pooled_std([[1.0]]))
+    assert "(n=2 × 2 draws; between draws ± 5.7)" in format_table(summarize(
+        [{**r, "draw": d, "finetune_top1": r["finetune_top1"] + (4 if d else -4)} for r in rows for d in (0, 1)],
+        ["mgm"]))
 
 
 def test_paired_differences_are_per_seed_on_shared_seeds():

@@ -80,6 +80,9 @@ def _protocol_arguments(p, out: str) -> None:
     p.add_argument("--data", default=None, help="where the generated sets live (default OUT/data)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--labels", nargs="+", type=int, default=[4, 16], help="labelled clips per class (default 4 16)")
+    p.add_argument("--draws", type=int, default=1,
+                   help="labelled draws per seed, each its own K-shot subset and fine-tune over the seed's "
+                        "pretraining; a seed's number is their mean (default 1)")
     p.add_argument("--shared-pretraining", action="store_true",
                    help="one pretraining per arm (seed 0); the seeds then vary only the fine-tuning")
     p.add_argument("--unlabeled", type=int, default=1200, help="pretraining videos (default 1200)")
@@ -105,7 +108,9 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
     for o in args.overrides:
         if "=" not in o:
             raise UserError(f"{o!r} is not of the form key=value")
-    s = Study(out_dir=args.out, arms=arms, seeds=tuple(args.seeds), labels=tuple(args.labels),
+    if args.draws < 1:
+        raise UserError(f"--draws must be at least 1, got {args.draws}")
+    s = Study(out_dir=args.out, arms=arms, seeds=tuple(args.seeds), labels=tuple(args.labels), draws=args.draws,
               pretrain_seeds=(args.seeds[0],) if args.shared_pretraining else None, unlabeled=args.unlabeled,
               pool=args.pool, test=args.test, pretrain_steps=args.pretrain_steps,
               finetune_steps=args.finetune_steps, probe_epochs=args.probe_epochs, jobs=args.jobs,

@@ -13,7 +13,12 @@ with a given mask make a better encoder than training from scratch, when labels 
 Seeds: with ``pretrain_seeds=None`` every seed drives its own pretraining (initial weights, clip
 order, masks), its labelled subset and its fine-tuning (the full protocol); with
 ``pretrain_seeds=[0]`` one pretraining per arm is shared and the seeds vary the labelled subset,
-the head's initialisation and the order of the fine-tuning (what the demo can afford).
+the head's initialisation and the order of the fine-tuning (what the demo can afford). With
+``draws=D`` each seed is evaluated on D labelled draws (each its own K-shot subset, head
+initialisation and order, over the seed's one pretraining) and its number is their mean: few-shot
+accuracy moves several points with the draw, and averaging draws narrows that part of the spread
+without another pretraining. Draw 0 is the seed's own draw, so ``draws=1`` is the plain protocol
+and a study with more draws reuses its runs.
 
 Every run is a spawned process (``jobs`` at a time, one torch thread each) whose output goes to
 its own ``run.log``; results are appended to ``OUT/results.jsonl`` as they finish, and a second
@@ -47,6 +52,7 @@ class Study:
     arms: dict = field(default_factory=lambda: {SCRATCH: [], "random": ["mask.strategy=random"],
                                                 "tube": ["mask.strategy=tube"], "mgm": ["mask.strategy=mgm"]})
     seeds: tuple = (0, 1, 2)
+    draws: int = 1                      # labelled draws per seed, each its own fine-tune (see the module doc)
     labels: tuple = (4, 16)             # labelled clips per class
     pretrain_seeds: tuple | None = None  # None: one pretraining per seed (see the module doc)
     unlabeled: int = 1200               # videos of the pretraining set
@@ -119,11 +125,23 @@ def labelled_list(s: Study, data: dict, k: int, seed: int) -> Path:
     return write_list(per_class(ann.samples, k, seed), Path(s.out_dir) / "lists" / f"labelled_k{k}_s{seed}.txt")
 
 
-def finetune_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int) -> dict:
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed of draw ``draw`` of protocol seed ``seed``: it picks the K-shot subset and seeds the
+    fine-tuning (head initialisation, order). Draw 0 is the seed itself."""
+    return seed + 1000 * draw
+
+
+def run_name(kind: str, seed: int, k: int | None = None, draw: int = 0) -> str:
+    """A run's directory and log name under OUT/runs/ARM."""
+    return kind + (f"_k{k}" if k is not None else "") + f"_s{seed}" + (f"_d{draw}" if draw else "")
+
+
+def finetune_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int, draw: int = 0) -> dict:
     from mgm.config import load_config
     from mgm.engine.finetune import run_finetune
 
-    out = Path(s.out_dir) / "runs" / arm / f"finetune_k{k}_s{seed}"
+    out = Path(s.out_dir) / "runs" / arm / run_name("finetune", seed, k, draw)
+    seed = draw_seed(seed, draw)
     train = labelled_list(s, data, k, seed)
     cfg = load_config("tiny_finetune", [f"data.train={train}", f"data.test={data['test'] / 'all.txt'}", "data.val=",
                                         "run.eval_every=0", f"model.init={weights or ''}", *_common(s, out, seed)])
@@ -135,7 +153,7 @@ def finetune_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int
     return {"finetune_top1": res["test"]["top1"], "finetune_seconds": time.perf_counter() - t0}
 
 
-def probe_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int) -> dict:
+def probe_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int, draw: int = 0) -> dict:
     """Linear probe on the frozen features of the K-shot subset, evaluated on the test set, and
     k-NN on the same cached features."""
     import torch
@@ -144,7 +162,8 @@ def probe_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int) -
     from mgm.engine.knn import knn_top1
     from mgm.engine.linprobe import run_linprobe
 
-    out = Path(s.out_dir) / "runs" / arm / f"probe_k{k}_s{seed}"
+    out = Path(s.out_dir) / "runs" / arm / run_name("probe", seed, k, draw)
+    seed = draw_seed(seed, draw)
     train = labelled_list(s, data, k, seed)
     cfg = load_config("tiny_linprobe", [f"data.train={train}", f"data.val={data['test'] / 'all.txt'}",
                                         f"optim.epochs={s.probe_epochs}", f"run.eval_every={s.probe_epochs}",
@@ -175,8 +194,7 @@ def _run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
     s = Study(**study)
     out = Path(s.out_dir) / "runs" / args["arm"]
     out.mkdir(parents=True, exist_ok=True)
-    name = {"pretrain": "pretrain_s{seed}", "finetune": "finetune_k{k}_s{seed}", "probe": "probe_k{k}_s{seed}"}[kind]
-    log = open(out / (name.format(**args) + ".log"), "w")
+    log = open(out / (run_name(kind, args["seed"], args.get("k"), args.get("draw", 0)) + ".log"), "w")
     sys.stdout = sys.stderr = log
     fn = {"pretrain": pretrain_run, "finetune": finetune_run, "probe": probe_run}[kind]
     try:
@@ -216,8 +234,9 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
                 done[rec["key"]] = rec
     pseeds = list(s.pretrain_seeds) if s.pretrain_seeds is not None else list(s.seeds)
     pre = [("pretrain", {"arm": a, "seed": p}) for a in s.arms if a != SCRATCH for p in pseeds]
-    evals = [(kind, {"arm": a, "k": k, "seed": seed})
-             for a in s.arms for k in s.labels for seed in s.seeds for kind in ("finetune", "probe")]
+    evals = [(kind, {"arm": a, "k": k, "seed": seed, **({"draw": d} if d else {})})  # draw 0: the plain run's key
+             for a in s.arms for k in s.labels for seed in s.seeds for d in range(s.draws)
+             for kind in ("finetune", "probe")]
     total, count = len(pre) + len(evals), 0
     rows: list[dict] = []
     weights: dict[tuple, str | None] = {(SCRATCH, p): None for p in pseeds + list(s.seeds)}
@@ -240,7 +259,7 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
             weights[(args["arm"], args["seed"])] = rec["weights"]
         if progress:
             progress(count, total, f"{kind} {args['arm']}" + (f" K={args['k']}" if "k" in args else "")
-                     + f" seed {args['seed']}")
+                     + f" seed {args['seed']}" + (f" draw {args['draw']}" if args.get("draw") else ""))
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max(1, s.jobs), mp_context=ctx) as ex:
@@ -357,6 +376,9 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
              "labelled subset, head initialisation and order of the fine-tuning"
              if s.pretrain_seeds is not None else "each seed its own pretraining, labelled subset and fine-tuning")
+    if s.draws > 1:
+        seeds += (f"; each seed the mean of {s.draws} labelled draws (each its own K-shot subset, head "
+                  "initialisation and order over the seed's pretraining)")
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
              f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
              + "Versions: " + ", ".join(f"{k} {env[k]}" for k in ("mgm", "torch", "torch_cpu", "av", "opencv", "numpy")

@@ -17,9 +17,19 @@ def mean_std(vals: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
 
 
+def pooled_std(groups: list[list[float]]) -> float:
+    """The spread within groups (sample std pooled over groups of two or more values)."""
+    ss = sum((x - mean_std(g)[0]) ** 2 for g in groups if len(g) > 1 for x in g)
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    return math.sqrt(ss / dof) if dof else float("nan")
+
+
 def summarize(rows: list[dict], arms: list[str]) -> dict:
     """{arm: {K: {metric: {"mean", "std", "seeds": [...], "values": [...]}}}} plus each arm's
-    pretraining loss and seconds (mean over its pretrainings)."""
+    pretraining loss and seconds (mean over its pretrainings). A seed evaluated on several labelled
+    draws (rows with ``draw``) counts once, with the mean over its draws; its cell then also holds
+    ``draws`` (each seed's values, by draw) and ``draw_std`` (the pooled spread between draws of one
+    seed: how much of the seeds' spread is the labelled draw)."""
     out: dict = {}
     for arm in arms:
         out[arm] = {}
@@ -30,12 +40,18 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
         for k in sorted({r["k"] for r in rows if "k" in r}):
             cell = {}
             for metric in METRICS:
-                rs = sorted((r for r in rows if r["arm"] == arm and r.get("k") == k and metric in r),
-                            key=lambda r: r["seed"])
-                if rs:
-                    m, sd = mean_std([r[metric] for r in rs])
-                    cell[metric] = {"mean": m, "std": sd, "seeds": [r["seed"] for r in rs],
-                                    "values": [round(r[metric], 2) for r in rs]}
+                by_seed: dict[int, list[float]] = {}
+                for r in sorted((r for r in rows if r["arm"] == arm and r.get("k") == k and metric in r),
+                                key=lambda r: (r["seed"], r.get("draw", 0))):
+                    by_seed.setdefault(r["seed"], []).append(r[metric])
+                if by_seed:
+                    means = [mean_std(v)[0] for v in by_seed.values()]
+                    m, sd = mean_std(means)
+                    cell[metric] = {"mean": m, "std": sd, "seeds": list(by_seed),
+                                    "values": [round(v, 2) for v in means]}
+                    if any(len(v) > 1 for v in by_seed.values()):
+                        cell[metric]["draws"] = [[round(x, 2) for x in v] for v in by_seed.values()]
+                        cell[metric]["draw_std"] = pooled_std(list(by_seed.values()))
             out[arm][k] = cell
     return out
 
@@ -49,7 +65,9 @@ def format_table(summary: dict, metric: str = "finetune_top1", chance: float = 1
         vals = []
         for k in ks:
             c = cells.get(k, {}).get(metric)
-            vals.append("–" if c is None else f"{c['mean']:.1f} ± {c['std']:.1f} (n={len(c['values'])})")
+            draws = (f" × {max(map(len, c['draws']))} draws; between draws ± {c['draw_std']:.1f}"
+                     if c and "draws" in c else "")
+            vals.append("–" if c is None else f"{c['mean']:.1f} ± {c['std']:.1f} (n={len(c['values'])}{draws})")
         lines.append(f"| {arm} | " + " | ".join(vals) + " |")
     lines.append("| chance | " + " | ".join(f"{chance:.1f}" for _ in ks) + " |")
     return "\n".join(lines)
