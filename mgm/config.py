@@ -101,7 +101,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     layer_decay: float = 1.0          # < 1: layer-wise lr decay (fine-tuning)
     clip_grad: float | None = None
-    name: str = "adamw"               # adamw | sgd (momentum 0.9; linear probe)
+    name: str = "adamw"               # adamw | sgd (momentum 0.9; linear probe) | lars (MAE's linear probe)
     global_batch: int = 0             # > 0: the recipe's total batch; accum_steps is derived
                                       # as global_batch / (batch_size * world size)
 
@@ -280,7 +280,7 @@ def _coerce(value: Any, hint, key: str, where: str):
 # ---------------------------------------------------------------- checks and listing
 
 TASKS = ("pretrain", "finetune", "linprobe", "eval")
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "sgd", "lars")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 

@@ -1,4 +1,4 @@
-"""Engine building blocks: layer decay / weight decay groups, schedule, sampler, mixup/cutmix,
+"""Engine building blocks: layer decay / weight decay groups, schedule, LARS, sampler, mixup/cutmix,
 multi-view merge, checkpoint manager."""
 import math
 import os
@@ -11,7 +11,7 @@ from torch import nn
 from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.evaluate import accumulate_views, combine_partials, finalize, merge_views
 from mgm.engine.mixup import VideoMixup, smooth_one_hot, soft_cross_entropy
-from mgm.engine.optim import CosineSchedule, param_groups
+from mgm.engine.optim import LARS, CosineSchedule, build_optimizer, param_groups
 from mgm.engine.samplers import ResumableDistributedSampler
 
 
@@ -88,6 +88,30 @@ def test_schedule_and_optimizer_lr_scale():
     s.apply(1)
     for g in opt.param_groups:
         assert g["lr"] == pytest.approx(g["lr_scale"])
+
+
+def test_lars_scales_matrix_steps_by_the_trust_ratio_and_is_chosen_by_optim_name():
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))            # ||w|| = 5
+    b = nn.Parameter(torch.tensor([1.0]))
+    opt = LARS([{"params": [w], "weight_decay": 0.5}, {"params": [b], "weight_decay": 0.0}], lr=2.0,
+               trust_coefficient=0.01)
+    w.grad, b.grad = torch.tensor([[-1.5, 0.0]]), torch.tensor([0.25])
+    opt.step()
+    step = torch.tensor([[-1.5, 0.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])   # g + wd * w = [0, 2]
+    assert torch.allclose(w, torch.tensor([[3.0, 4.0]]) - 2.0 * (0.01 * 5 / 2.0) * step)
+    assert torch.allclose(b, torch.tensor([1.0 - 2.0 * 0.25]))              # 1-D: plain step, no decay
+    buf = (0.01 * 5 / 2.0) * step
+    w.grad, b.grad = torch.zeros(1, 2), torch.zeros(1)      # only weight decay: its step has norm trust * ||w||
+    before = w.detach().clone()
+    opt.step()
+    assert torch.allclose(w, before - 2.0 * (0.9 * buf + 0.01 * before))
+    assert torch.allclose(b, torch.tensor([0.5 - 2.0 * 0.9 * 0.25]))       # momentum only
+    # optim.name reaches the optimiser
+    from mgm.config import load_config
+    cfg = load_config("tiny_linprobe", [])
+    assert type(build_optimizer(cfg, ToyViT(), 0.1)).__name__ == "SGD"
+    cfg.optim.name = "lars"
+    assert isinstance(build_optimizer(cfg, ToyViT(), 0.1), LARS)
 
 
 # ---------------------------------------------------------------- sampler
