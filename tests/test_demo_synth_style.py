@@ -31,7 +31,7 @@ def test_bold_style_same_motion_higher_contrast(tmp_path):
 
 
 def test_ensure_synth_dataset_regenerates_on_any_change(tmp_path):
-    from mgm.data.synth import ensure_synth_dataset
+    from mgm.data.synth import ensure_synth_dataset, set_fingerprint
 
     d = tmp_path / "data"
     a = ensure_synth_dataset(d, 5, size=64, frames=16, style="bold", progress=False)
@@ -41,6 +41,14 @@ def test_ensure_synth_dataset_regenerates_on_any_change(tmp_path):
     import cv2      # the set records what drew it: another OpenCV rounds its pixels differently
 
     assert meta["drawn_with"]["opencv"] == cv2.__version__
+    # the fingerprint is of the videos themselves: same bytes, same hash; one changed byte, another
+    first = set_fingerprint(d)
+    assert len(first) == 64 and set_fingerprint(d) == first
+    video = d / sorted(meta["videos"])[-1]
+    data = bytearray(video.read_bytes())
+    data[-1] ^= 1
+    video.write_bytes(bytes(data))
+    assert set_fingerprint(d) != first
     assert ensure_synth_dataset(d, 5, size=64, frames=16, style="bold", progress=False)["reused"]
     assert not ensure_synth_dataset(d, 5, size=64, frames=16, style="natural", progress=False)["reused"]
     assert json.loads((d / "boxes.json").read_text())["style"] == "natural"

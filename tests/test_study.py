@@ -1,6 +1,7 @@
 """The data-efficiency protocol end to end at toy size: every run, resume, tables, plot."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -43,6 +44,8 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert set(summary) == {"scratch", "tube", "mgm"} and summary["mgm"][1]["finetune_top1"]["seeds"] == [0]
     table = (tmp_path / "st" / "table_study.md").read_text()
     assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table and "opencv " in table
+    fingerprints = json.loads((tmp_path / "st" / "summary_study.json").read_text())["data_sha256"]
+    assert set(fingerprints) == {"unlabeled", "labelled", "test"} and f"test {fingerprints['test'][:12]}" in table
     assert "| mgm minus arm, fine-tune |" in table and "| tube | " in table.split("mgm minus arm")[1]
     assert (tmp_path / "st" / "study.png").stat().st_size > 1000
 

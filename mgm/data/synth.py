@@ -42,6 +42,7 @@ articulated figures whose limbs carry the action.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -234,6 +235,19 @@ def load_boxes(path: str | os.PathLike) -> dict:
     for v in meta["videos"].values():
         v["boxes"] = np.asarray(v["boxes"], np.float32).reshape(-1, 4)
     return meta
+
+
+def set_fingerprint(out_dir: str | os.PathLike) -> str:
+    """SHA-256 of a generated set's videos (names and bytes, in index order): equal fingerprints
+    mean the same videos, whatever machine made them. The encoded bytes depend on more than the
+    seed: FFmpeg's RGB -> YUV conversion takes CPU-specific SIMD paths that round differently
+    (docs/data.md), so two machines with the same versions can generate different sets."""
+    out = Path(out_dir)
+    h = hashlib.sha256()
+    for rel in sorted(json.loads((out / "boxes.json").read_text())["videos"]):
+        h.update(rel.encode() + b"\0")
+        h.update((out / rel).read_bytes())
+    return h.hexdigest()
 
 
 def ensure_synth_dataset(out_dir: str | os.PathLike, videos: int, seed: int = 0, size: int = 64,

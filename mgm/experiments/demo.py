@@ -26,7 +26,8 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data, run_study, versions, write_outputs
+from mgm.experiments.study import (SCRATCH, Study, arms_for, data_fingerprints, prepare_data, run_study, versions,
+                                  write_outputs)
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
 from mgm.models.checkpoint import load_checkpoint
@@ -157,7 +158,7 @@ def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool) 
             "fine-tuning, over one pretraining per arm (seed 0)",
             "settings": {f: getattr(s, f) for f in ("pretrain_steps", "finetune_steps", "probe_epochs", "size",
                                                       "frames", "pool")},
-            "figures": figs, "versions": versions()}
+            "figures": figs, "versions": versions(), "data_sha256": data_fingerprints(s)}
 
 
 def _ratios(arms: dict[str, list[str]]) -> dict[str, float]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mgm.data.synth import ensure_synth_dataset
+from mgm.data.synth import ensure_synth_dataset, set_fingerprint
 from mgm.experiments.tables import (METRICS, format_paired, format_table, paired_differences, plot_summary,
                                     reference_arm, summarize)
 
@@ -75,10 +75,13 @@ class Study:
 # ---------------------------------------------------------------- data
 
 
+SETS = ("unlabeled", "labelled", "test")
+
+
 def prepare_data(s: Study, progress: bool = True) -> dict[str, Path]:
     """The three sets (generated, or reused when they match); returns their directories."""
     base = s.data_path()
-    sets = {"unlabeled": (s.unlabeled, 101), "labelled": (8 * s.pool, 102), "test": (s.test, 103)}
+    sets = dict(zip(SETS, ((s.unlabeled, 101), (8 * s.pool, 102), (s.test, 103))))
     for name, (n, seed) in sets.items():
         ensure_synth_dataset(base / name, n, seed=seed, size=s.size, frames=s.frames, style="actions",
                              progress=progress)
@@ -361,6 +364,13 @@ def versions() -> dict:
     return v
 
 
+def data_fingerprints(s: Study) -> dict[str, str]:
+    """The SHA-256 of each generated set (``mgm.data.synth.set_fingerprint``): equal fingerprints
+    and versions mean the same runs, to the clip; the same seeds on another machine can generate
+    other bytes, and then the numbers move within the seed spread."""
+    return {name: set_fingerprint(s.data_path() / name) for name in SETS}
+
+
 def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study") -> dict:
     """OUT/summary_NAME.json, table_NAME.md (fine-tune, linear probe, k-NN; pretraining loss and
     time) and NAME.png (several studies can share one OUT and its runs); returns the summary."""
@@ -369,9 +379,10 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     reference = reference_arm(summary)
     paired = {m: paired_differences(summary, reference, m) for m in METRICS} if reference else {}
     env = versions()
+    data = data_fingerprints(s)
     (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
                                                           "reference": reference, "paired": paired,
-                                                          "versions": env},
+                                                          "versions": env, "data_sha256": data},
                                                          indent=1, default=str) + "\n")
     seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
              "labelled subset, head initialisation and order of the fine-tuning"
@@ -382,7 +393,8 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
              f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
              + "Versions: " + ", ".join(f"{k} {env[k]}" for k in ("mgm", "torch", "torch_cpu", "av", "opencv", "numpy")
-                                        if k in env) + ".",
+                                        if k in env) + ". Generated sets (SHA-256 of the videos, first 12 hex "
+             "digits): " + ", ".join(f"{k} {v[:12]}" for k, v in data.items()) + ".",
              "", format_table(summary, "finetune_top1"), "",
              *([format_paired(summary, reference, "finetune_top1"), ""] if reference else []),
              format_table(summary, "probe_top1"), "",

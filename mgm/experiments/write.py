@@ -120,6 +120,9 @@ def details(m: dict) -> list[tuple[str, str]]:
     v = m.get("versions") or {}
     rows.append(("versions", ", ".join(f"{k} {v[k]}" for k in ("mgm", "torch", "av", "opencv", "python") if k in v)
                  + f"; {v.get('cpu_count')} CPUs"))
+    d = m.get("data_sha256") or {}
+    if d:
+        rows.append(("generated sets, SHA-256 (first 12 hex digits)", ", ".join(f"{k} {h[:12]}" for k, h in d.items())))
     return rows
 
 
