@@ -144,10 +144,10 @@ def finetune_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int
     from mgm.engine.finetune import run_finetune
 
     out = Path(s.out_dir) / "runs" / arm / run_name("finetune", seed, k, draw)
-    seed = draw_seed(seed, draw)
-    train = labelled_list(s, data, k, seed)
+    run_seed = draw_seed(seed, draw)
+    train = labelled_list(s, data, k, run_seed)
     cfg = load_config("tiny_finetune", [f"data.train={train}", f"data.test={data['test'] / 'all.txt'}", "data.val=",
-                                        "run.eval_every=0", f"model.init={weights or ''}", *_common(s, out, seed)])
+                                        "run.eval_every=0", f"model.init={weights or ''}", *_common(s, out, run_seed)])
     epochs, per_epoch = _epochs_for(s.finetune_steps, 8 * k, cfg.optim.batch_size)
     cfg.optim.epochs, cfg.run.max_steps = epochs, s.finetune_steps
     cfg.optim.warmup_epochs = 0.1 * s.finetune_steps / per_epoch
@@ -166,11 +166,11 @@ def probe_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int, d
     from mgm.engine.linprobe import run_linprobe
 
     out = Path(s.out_dir) / "runs" / arm / run_name("probe", seed, k, draw)
-    seed = draw_seed(seed, draw)
-    train = labelled_list(s, data, k, seed)
+    run_seed = draw_seed(seed, draw)
+    train = labelled_list(s, data, k, run_seed)
     cfg = load_config("tiny_linprobe", [f"data.train={train}", f"data.val={data['test'] / 'all.txt'}",
                                         f"optim.epochs={s.probe_epochs}", f"run.eval_every={s.probe_epochs}",
-                                        *_common(s, out, seed)])
+                                        *_common(s, out, run_seed)])
     cfg.model.init = weights or _random_init(cfg, out)
     t0 = time.perf_counter()
     res = run_linprobe(cfg)
