@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from mgm.config import load_config
 from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.evaluate import accumulate_views, combine_partials, finalize, merge_views
 from mgm.engine.mixup import VideoMixup, smooth_one_hot, soft_cross_entropy
@@ -107,7 +108,6 @@ def test_lars_scales_matrix_steps_by_the_trust_ratio_and_is_chosen_by_optim_name
     assert torch.allclose(w, before - 2.0 * (0.9 * buf + 0.01 * before))
     assert torch.allclose(b, torch.tensor([0.5 - 2.0 * 0.9 * 0.25]))       # momentum only
     # optim.name reaches the optimiser
-    from mgm.config import load_config
     cfg = load_config("tiny_linprobe", [])
     assert type(build_optimizer(cfg, ToyViT(), 0.1)).__name__ == "SGD"
     cfg.optim.name = "lars"

@@ -95,14 +95,13 @@ def test_arms_and_tables():
     assert summ["mgm"][4]["finetune_top1"]["mean"] == 75.0
     assert "| mgm | 75.0 ± 7.1 (n=2) |" in format_table(summ)
     # two draws per seed: a seed counts once, with its draws' mean; the pooled spread between draws
-    drawn = summarize([{**r, "draw": d, "finetune_top1": r["finetune_top1"] + (4 if d else -4)}
-                       for r in rows for d in (0, 1)], ["scratch", "mgm"])["mgm"][4]["finetune_top1"]
+    drawn_rows = [{**r, "draw": d, "finetune_top1": r["finetune_top1"] + (4 if d else -4)}
+                  for r in rows for d in (0, 1)]
+    drawn = summarize(drawn_rows, ["scratch", "mgm"])["mgm"][4]["finetune_top1"]
     assert drawn["values"] == [70.0, 80.0] and drawn["std"] == mean_std([70, 80])[1]
     assert drawn["draws"] == [[66.0, 74.0], [76.0, 84.0]] and drawn["draw_std"] == pytest.approx(math.sqrt(32))
     assert pooled_std([[1.0, 3.0], [5.0]]) == pytest.approx(math.sqrt(2)) and math.isnan(pooled_std([[1.0]]))
-    assert "(n=2 × 2 draws; between draws ± 5.7)" in format_table(summarize(
-        [{**r, "draw": d, "finetune_top1": r["finetune_top1"] + (4 if d else -4)} for r in rows for d in (0, 1)],
-        ["mgm"]))
+    assert "(n=2 × 2 draws; between draws ± 5.7)" in format_table(summarize(drawn_rows, ["mgm"]))
 
 
 def test_paired_differences_are_per_seed_on_shared_seeds():

@@ -128,7 +128,9 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         t = time.perf_counter()
         rows = run_study(s, progress=lambda i, n, label: bar.stage(f"runs done {i}/{n}, last: {label}",
                                                                    (SECONDS["start"] + SECONDS["probe"] / 2) / jobs))
-        summary = write_outputs(s, rows, title="mgm demo: fine-tuning with K labelled clips per class", name="study")
+        fingerprints = data_fingerprints(s)        # hashed once: the summary and metrics.json both record them
+        summary = write_outputs(s, rows, title="mgm demo: fine-tuning with K labelled clips per class", name="study",
+                                fingerprints=fingerprints)
         times["study"] = time.perf_counter() - t
         bar.stage("figures")
         t = time.perf_counter()
@@ -136,7 +138,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         times["figures"] = time.perf_counter() - t
     finally:
         bar.close()
-    m = metrics(s, rows, summary, figs, quick)
+    m = metrics(s, rows, summary, figs, quick, fingerprints)
     m["stage_seconds"] = {k: round(v, 1) for k, v in times.items()}
     m["wall_s"] = round(time.perf_counter() - t0, 1)      # this call's; reused runs cost it nothing
     m["runs_reused"] = sum(1 for r in rows if r.get("reused"))
@@ -145,7 +147,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     return m
 
 
-def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool) -> dict:
+def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool, fingerprints: dict[str, str]) -> dict:
     k = s.labels[0]
     pick = lambda metric: {a: summary[a][k][metric] for a in s.arms if metric in summary[a].get(k, {})}  # noqa: E731
     pre = {r["arm"]: {"steps": r.get("pretrain_steps"), "seconds": round(r.get("pretrain_seconds", 0), 1),
@@ -158,7 +160,7 @@ def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool) 
             "fine-tuning, over one pretraining per arm (seed 0)",
             "settings": {f: getattr(s, f) for f in ("pretrain_steps", "finetune_steps", "probe_epochs", "size",
                                                       "frames", "pool")},
-            "figures": figs, "versions": versions(), "data_sha256": data_fingerprints(s)}
+            "figures": figs, "versions": versions(), "data_sha256": fingerprints}
 
 
 def _ratios(arms: dict[str, list[str]]) -> dict[str, float]:

@@ -371,15 +371,17 @@ def data_fingerprints(s: Study) -> dict[str, str]:
     return {name: set_fingerprint(s.data_path() / name) for name in SETS}
 
 
-def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study") -> dict:
+def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study",
+                  fingerprints: dict[str, str] | None = None) -> dict:
     """OUT/summary_NAME.json, table_NAME.md (fine-tune, linear probe, k-NN; pretraining loss and
-    time) and NAME.png (several studies can share one OUT and its runs); returns the summary."""
+    time) and NAME.png (several studies can share one OUT and its runs); returns the summary.
+    ``fingerprints``: :func:`data_fingerprints`, when the caller already hashed the sets."""
     out = Path(s.out_dir)
     summary = summarize(rows, list(s.arms))
     reference = reference_arm(summary)
     paired = {m: paired_differences(summary, reference, m) for m in METRICS} if reference else {}
     env = versions()
-    data = data_fingerprints(s)
+    data = fingerprints or data_fingerprints(s)
     (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
                                                           "reference": reference, "paired": paired,
                                                           "versions": env, "data_sha256": data},

@@ -19,8 +19,9 @@ def mean_std(vals: list[float]) -> tuple[float, float]:
 
 def pooled_std(groups: list[list[float]]) -> float:
     """The spread within groups (sample std pooled over groups of two or more values)."""
-    ss = sum((x - mean_std(g)[0]) ** 2 for g in groups if len(g) > 1 for x in g)
-    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    groups = [g for g in groups if len(g) > 1]
+    ss = sum((x - m) ** 2 for g in groups for m in [mean_std(g)[0]] for x in g)
+    dof = sum(len(g) - 1 for g in groups)
     return math.sqrt(ss / dof) if dof else float("nan")
 
 
