@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mgm.experiments.study import Study, arms_for, draw_seed, run_study, write_outputs
+from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, run_dir, run_study, write_outputs
 from mgm.experiments.tables import (format_paired, format_table, mean_std, paired_differences, pooled_std,
                                     reference_arm, summarize)
 
@@ -49,6 +49,16 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert "| mgm minus arm, fine-tune |" in table and "| tube | " in table.split("mgm minus arm")[1]
     assert (tmp_path / "st" / "study.png").stat().st_size > 1000
 
+    # other pretraining steps in the same OUT: new pretrainings in their own directories (the first
+    # ones' weights stay as their records say), scratch's evaluations reused
+    weights = {r["arm"]: r["weights"] for r in rows if r["kind"] == "pretrain"}
+    before = {a: open(w, "rb").read() for a, w in weights.items()}
+    s.pretrain_steps = 3
+    longer = run_study(s)
+    assert {(r["kind"], r["arm"]) for r in longer if r.get("reused")} == {("finetune", "scratch"), ("probe", "scratch")}
+    assert all(r["weights"] not in weights.values() for r in longer if r["kind"] == "pretrain")
+    assert {a: open(w, "rb").read() for a, w in weights.items()} == before
+
 
 def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
     """--draws D: draw 0 is the plain run (reused), draw 1 its own K-shot subset and fine-tune; the
@@ -65,7 +75,8 @@ def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
     lists = tmp_path / "st" / "lists"
     assert draw_seed(1, 1) == 1001 and draw_seed(1, 0) == 1
     assert (lists / "labelled_k1_s1001.txt").read_text() != (lists / "labelled_k1_s1.txt").read_text()
-    assert (tmp_path / "st" / "runs" / "scratch" / "finetune_k1_s1_d1.log").exists()
+    d1 = run_dir(s, "finetune", eval_args("scratch", 1, 1, draw=1))
+    assert d1.name.startswith("finetune_k1_s1_d1-") and d1.with_name(d1.name + ".log").exists()
     cell = write_outputs(s, rows)["scratch"][1]["finetune_top1"]
     assert cell["seeds"] == [1] and cell["draws"] == [[round(r["finetune_top1"], 2) for r in ft]]
     assert cell["mean"] == pytest.approx(sum(r["finetune_top1"] for r in ft) / 2)

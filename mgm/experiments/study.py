@@ -20,13 +20,14 @@ accuracy moves several points with the draw, and averaging draws narrows that pa
 without another pretraining. Draw 0 is the seed's own draw, so ``draws=1`` is the plain protocol
 and a study with more draws reuses its runs.
 
-Every run is a spawned process (``jobs`` at a time, one torch thread each) whose output goes to
-its own ``run.log``; results are appended to ``OUT/results.jsonl`` as they finish, and a second
-call with the same settings only runs what is missing.
+Every run is a spawned process (``jobs`` at a time, one torch thread each) with its own directory
+and log (:func:`run_dir`); results are appended to ``OUT/results.jsonl`` as they finish, keyed by
+what makes two runs the same (:func:`task_key`), and a second call only runs what is missing.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -106,7 +107,7 @@ def pretrain_run(s: Study, data: dict, arm: str, seed: int) -> dict:
     from mgm.config import load_config
     from mgm.engine.pretrain import run_pretrain
 
-    out = Path(s.out_dir) / "runs" / arm / f"pretrain_s{seed}"
+    out = run_dir(s, "pretrain", {"arm": arm, "seed": seed})
     cfg = load_config("tiny", [f"data.train={data['unlabeled'] / 'all.txt'}", *_common(s, out, seed), "run.log_every=10",
                                *s.arms[arm]])
     epochs, per_epoch = _epochs_for(s.pretrain_steps, s.unlabeled, cfg.optim.batch_size)
@@ -134,16 +135,27 @@ def draw_seed(seed: int, draw: int) -> int:
     return seed + 1000 * draw
 
 
-def run_name(kind: str, seed: int, k: int | None = None, draw: int = 0) -> str:
-    """A run's directory and log name under OUT/runs/ARM."""
-    return kind + (f"_k{k}" if k is not None else "") + f"_s{seed}" + (f"_d{draw}" if draw else "")
+def eval_args(arm: str, k: int, seed: int, draw: int = 0) -> dict:
+    """An evaluation's identity in the plan; draw 0 has no ``draw`` (the plain run's key)."""
+    return {"arm": arm, "k": k, "seed": seed, **({"draw": draw} if draw else {})}
+
+
+def run_dir(s: Study, kind: str, args: dict) -> Path:
+    """A run's directory, OUT/runs/ARM/NAME (its log: NAME.log beside it). NAME says what the run is
+    (kind, K, seed, draw) and ends in a digest of its :func:`task_key`: a run made with other
+    settings (steps, set sizes, ``--set``) gets its own directory, so it cannot overwrite the weights
+    that an earlier pretraining's record points to."""
+    k, draw = args.get("k"), args.get("draw", 0)
+    name = kind + (f"_k{k}" if k is not None else "") + f"_s{args['seed']}" + (f"_d{draw}" if draw else "")
+    digest = hashlib.sha256(task_key(s, kind, args).encode()).hexdigest()[:8]
+    return Path(s.out_dir) / "runs" / args["arm"] / f"{name}-{digest}"
 
 
 def finetune_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int, draw: int = 0) -> dict:
     from mgm.config import load_config
     from mgm.engine.finetune import run_finetune
 
-    out = Path(s.out_dir) / "runs" / arm / run_name("finetune", seed, k, draw)
+    out = run_dir(s, "finetune", eval_args(arm, k, seed, draw))
     run_seed = draw_seed(seed, draw)
     train = labelled_list(s, data, k, run_seed)
     cfg = load_config("tiny_finetune", [f"data.train={train}", f"data.test={data['test'] / 'all.txt'}", "data.val=",
@@ -165,7 +177,7 @@ def probe_run(s: Study, data: dict, arm: str, weights: str, k: int, seed: int, d
     from mgm.engine.knn import knn_top1
     from mgm.engine.linprobe import run_linprobe
 
-    out = Path(s.out_dir) / "runs" / arm / run_name("probe", seed, k, draw)
+    out = run_dir(s, "probe", eval_args(arm, k, seed, draw))
     run_seed = draw_seed(seed, draw)
     train = labelled_list(s, data, k, run_seed)
     cfg = load_config("tiny_linprobe", [f"data.train={train}", f"data.val={data['test'] / 'all.txt'}",
@@ -195,9 +207,9 @@ def _random_init(cfg, out: Path) -> str:
 def _run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
     """Entry point of a spawned process: its output goes to the run's own log."""
     s = Study(**study)
-    out = Path(s.out_dir) / "runs" / args["arm"]
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / (run_name(kind, args["seed"], args.get("k"), args.get("draw", 0)) + ".log"), "w")
+    out = run_dir(s, kind, args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = open(out.with_name(out.name + ".log"), "w")
     sys.stdout = sys.stderr = log
     fn = {"pretrain": pretrain_run, "finetune": finetune_run, "probe": probe_run}[kind]
     try:
@@ -211,13 +223,17 @@ def _run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
 
 def task_key(s: Study, kind: str, args: dict) -> str:
     """What makes two runs the same experiment: the arm's overrides (not its name, so the ratio
-    sweep's 0.75 point reuses the masks study's run), the seeds, K and the protocol's settings."""
+    sweep's 0.75 point reuses the masks study's run), the seeds, K and the protocol's settings that
+    reach the run (a scratch evaluation's key leaves out the pretraining's: scratch is shared by
+    studies that differ only in how they pretrain)."""
     settings = {f: getattr(s, f) for f in ("unlabeled", "pool", "test", "size", "frames", "pretrain_steps",
                                            "finetune_steps", "probe_epochs", "knn_k", "overrides")}
+    pretrained = kind != "pretrain" and args["arm"] != SCRATCH     # scratch evaluations use no pretraining
     if kind == "pretrain":
         settings = {f: settings[f] for f in ("unlabeled", "size", "frames", "pretrain_steps", "overrides")}
+    elif not pretrained:
+        settings = {f: v for f, v in settings.items() if f not in ("unlabeled", "pretrain_steps")}
     arm = {k: v for k, v in args.items() if k not in ("weights", "arm")}
-    pretrained = kind != "pretrain" and args["arm"] != SCRATCH     # scratch evaluations use no pretraining
     return json.dumps({"kind": kind, "arm": sorted(s.arms[args["arm"]]), **arm, **settings,
                        "pretrain_seed": _pretrain_seed(s, args["seed"]) if pretrained else None},
                       sort_keys=True)
@@ -237,7 +253,7 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
                 done[rec["key"]] = rec
     pseeds = list(s.pretrain_seeds) if s.pretrain_seeds is not None else list(s.seeds)
     pre = [("pretrain", {"arm": a, "seed": p}) for a in s.arms if a != SCRATCH for p in pseeds]
-    evals = [(kind, {"arm": a, "k": k, "seed": seed, **({"draw": d} if d else {})})  # draw 0: the plain run's key
+    evals = [(kind, eval_args(a, k, seed, d))
              for a in s.arms for k in s.labels for seed in s.seeds for d in range(s.draws)
              for kind in ("finetune", "probe")]
     total, count = len(pre) + len(evals), 0
