@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, run_dir, run_study, write_outputs
+from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, run_dir, run_study
 from mgm.experiments.tables import (format_paired, format_table, mean_std, paired_differences, pooled_std,
-                                    reference_arm, summarize)
+                                    reference_arm, summarize, write_outputs)
 
 
 def test_study_runs_every_arm_and_resumes(tmp_path):

@@ -26,8 +26,8 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.study import (SCRATCH, Study, arms_for, data_fingerprints, prepare_data, run_study, versions,
-                                  write_outputs)
+from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data, run_study
+from mgm.experiments.tables import data_fingerprints, versions, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
 from mgm.models.checkpoint import load_checkpoint

@@ -1,9 +1,17 @@
 """Tables and plots of a study's results: mean ± std over seeds per arm, labelled-clip count
-and metric (fine-tune, linear probe, k-NN)."""
+and metric (fine-tune, linear probe, k-NN), and the files a study writes (``write_outputs``) with
+what its numbers depend on (versions, the generated sets' fingerprints)."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+import platform
 from pathlib import Path
+
+from mgm.data.synth import set_fingerprint
+from mgm.experiments.study import SETS, Study
 
 METRICS = {"finetune_top1": "fine-tune", "probe_top1": "linear probe", "knn_top1": "k-NN"}
 
@@ -157,3 +165,72 @@ def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def versions() -> dict:
+    """What a result depends on besides the seed and command. The generated sets are drawn with
+    OpenCV's float warps and antialiased lines, whose rounding differs between OpenCV releases (4.14
+    and 5.0 draw pixels up to a few levels apart from the same seed), so the numbers of a study are
+    reproducible on one installation, and within the seed spread on another."""
+    import cv2          # heavy imports only when a study writes its outputs, not when the CLI starts
+    import numpy
+    import torch
+
+    import mgm
+
+    v = {"mgm": mgm.__version__, "python": platform.python_version(), "torch": torch.__version__,
+         "torch_cpu": torch.backends.cpu.get_cpu_capability(), "opencv": cv2.__version__,
+         "numpy": numpy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    try:
+        import av
+
+        v["av"] = av.__version__
+    except ImportError:
+        pass
+    return v
+
+
+def data_fingerprints(s: Study) -> dict[str, str]:
+    """The SHA-256 of each generated set (``mgm.data.synth.set_fingerprint``): equal fingerprints
+    and versions mean the same runs, to the clip; the same seeds on another machine can generate
+    other bytes, and then the numbers move within the seed spread."""
+    return {name: set_fingerprint(s.data_path() / name) for name in SETS}
+
+
+def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study",
+                  fingerprints: dict[str, str] | None = None) -> dict:
+    """OUT/summary_NAME.json, table_NAME.md (fine-tune, linear probe, k-NN; pretraining loss and
+    time) and NAME.png (several studies can share one OUT and its runs); returns the summary.
+    ``fingerprints``: :func:`data_fingerprints`, when the caller already hashed the sets."""
+    out = Path(s.out_dir)
+    summary = summarize(rows, list(s.arms))
+    reference = reference_arm(summary)
+    paired = {m: paired_differences(summary, reference, m) for m in METRICS} if reference else {}
+    env = versions()
+    data = fingerprints or data_fingerprints(s)
+    (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
+                                                          "reference": reference, "paired": paired,
+                                                          "versions": env, "data_sha256": data},
+                                                         indent=1, default=str) + "\n")
+    seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
+             "labelled subset, head initialisation and order of the fine-tuning"
+             if s.pretrain_seeds is not None else "each seed its own pretraining, labelled subset and fine-tuning")
+    if s.draws > 1:
+        seeds += (f"; each seed the mean of {s.draws} labelled draws (each its own K-shot subset, head "
+                  "initialisation and order over the seed's pretraining)")
+    parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
+             f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
+             + "Versions: " + ", ".join(f"{k} {env[k]}" for k in ("mgm", "torch", "torch_cpu", "av", "opencv", "numpy")
+                                        if k in env) + ". Generated sets (SHA-256 of the videos, first 12 hex "
+             "digits): " + ", ".join(f"{k} {v[:12]}" for k, v in data.items()) + ".",
+             "", format_table(summary, "finetune_top1"), "",
+             *([format_paired(summary, reference, "finetune_top1"), ""] if reference else []),
+             format_table(summary, "probe_top1"), "",
+             format_table(summary, "knn_top1"), "", "| arm | pretraining loss (last 50 steps) | pretraining s |",
+             "|---|---:|---:|"]
+    for arm, cells in summary.items():
+        p = cells.get("pretrain")
+        parts.append(f"| {arm} | " + (f"{p['loss_last']:.4f} | {p['seconds']:.0f} |" if p else "– | – |"))
+    (out / f"table_{name}.md").write_text("\n".join(parts) + "\n")
+    plot_summary(summary, out / f"{name}.png", title=title)
+    return summary

@@ -101,9 +101,9 @@ def intro(m: dict) -> str:
             f"{m.get('seeds')} vary the {m.get('seeds_vary')}. Wall time {_f(m.get('wall_s'), 0)} s"
             + (f" ({m['runs_reused']} runs reused from an earlier call into the same directory). "
                if m.get("runs_reused") else ". ") +
-            f"At this budget scratch training is far from converged: the gap measures how much faster a "
-            f"pretrained encoder learns from few labels; docs/results.md has the full protocol "
-            f"(`mgm study`: separate pretrainings per seed, longer runs) and longer fine-tuning.")
+            "At this budget scratch training is far from converged: the gap measures how much faster a "
+            "pretrained encoder learns from few labels; docs/results.md has the full protocol "
+            "(`mgm study`: separate pretrainings per seed, longer runs) and longer fine-tuning.")
 
 
 def details(m: dict) -> list[tuple[str, str]]:
