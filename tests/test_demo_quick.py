@@ -37,6 +37,11 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert figs["reconstruction"]["size"] == [170 + 4 * 82, 5 * 82]       # original + 2 rows per arm
     assert figs["attention"]["size"] == [170 + 4 * 82, 4 * 82]           # frames + 3 encoders
     assert figs["motion"]["source"] == "codec"
+    assert sorted(figs["loss"]["runs"]) == ["mgm", "tube"]               # a curve per pretraining
+    # the progress bar follows the logs the runs write
+    from mgm.experiments.demo import demo_study, progress_runs
+    logs = progress_runs(demo_study(out, quick=True))
+    assert len(logs) == 2 + 3 and all(p.exists() for p in logs)
 
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()

@@ -26,7 +26,7 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data, run_study
+from mgm.experiments.study import SCRATCH, Study, arms_for, eval_args, prepare_data, run_dir, run_study
 from mgm.experiments.tables import data_fingerprints, versions, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
@@ -85,6 +85,24 @@ class Progress:
         self.bar.close()
 
 
+def demo_study(out: Path, quick: bool = False, data_dir=None, jobs: int = 2, **overrides) -> Study:
+    """The demo's protocol: its preset's sizes, tube and MGM against scratch, one pretraining per arm."""
+    p = {**PRESETS["quick" if quick else "default"], **{k: v for k, v in overrides.items() if v is not None}}
+    return Study(out_dir=str(out), arms=arms_for("study", strategies=ARMS), pretrain_seeds=(0,), jobs=jobs,
+                 data_dir=str(data_dir or ""), **p)
+
+
+def progress_runs(s: Study) -> dict[Path, tuple[int, float]]:
+    """The runs the bar follows: each one's ``log.jsonl`` -> (steps, estimated seconds of work)."""
+    pre = {run_dir(s, "pretrain", {"arm": a, "seed": seed}) / "log.jsonl": (s.pretrain_steps,
+                                                                            s.pretrain_steps * SECONDS["pretrain"])
+           for a in ARMS for seed in s.pretrain_seeds}
+    ft = {run_dir(s, "finetune", eval_args(a, k, seed)) / "log.jsonl":
+          (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])
+          for a in s.arms for k in s.labels for seed in s.seeds}
+    return {**pre, **ft}
+
+
 def _last_step(log: Path) -> int:
     try:
         with open(log, "rb") as f:
@@ -106,14 +124,8 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: not a directory (the demo writes its report there)")
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    p = {**PRESETS["quick" if quick else "default"], **{k: v for k, v in overrides.items() if v is not None}}
-    s = Study(out_dir=str(out), arms=arms_for("study", strategies=ARMS), pretrain_seeds=(0,), jobs=jobs,
-              data_dir=str(data_dir or ""), **p)
-    runs = {out / "runs" / a / "pretrain_s0" / "log.jsonl": (s.pretrain_steps, s.pretrain_steps * SECONDS["pretrain"])
-            for a in ARMS}
-    runs.update({out / "runs" / a / f"finetune_k{k}_s{seed}" / "log.jsonl":
-                 (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])
-                 for a in s.arms for k in s.labels for seed in s.seeds})
+    s = demo_study(out, quick, data_dir, jobs, **overrides)
+    runs = progress_runs(s)
     n_runs = len(ARMS) + 2 * len(s.arms) * len(s.labels) * len(s.seeds)
     data_s = 0.05 * (s.unlabeled + 8 * s.pool + s.test) / max(1, jobs)
     total = (data_s + sum(w for _, w in runs.values()) + n_runs * (SECONDS["start"] + SECONDS["probe"] / 2)) / jobs + 20
@@ -185,11 +197,11 @@ def make_figures(out: Path, s: Study, data: dict, rows: list[dict]) -> dict:
     weights = {r["arm"]: r["weights"] for r in rows if r["kind"] == "pretrain"}
     models = {a: load_checkpoint(w) for a, w in weights.items()}
     spec = next(iter(models.values())).spec
-    logs = {a: out / "runs" / a / "pretrain_s0" / "log.jsonl" for a in weights}
+    logs = {a: Path(w).parent / "log.jsonl" for a, w in weights.items()}     # the weights lie in their run's directory
     n = spec.tubelet * spec.patch ** 2        # pixels per patch and channel
     reference = (f"predict each patch's mean: (n-1)/n = {(n - 1) / n:.4f}", (n - 1) / n) if spec.norm_pix_loss else None
-    path, size = F.loss_curves(logs, fig_dir / "loss.png", reference=reference)
-    figs["loss"] = {"path": rel(path), "size": list(size), "trivial": reference[1] if reference else None}
+    path, size, drawn = F.loss_curves(logs, fig_dir / "loss.png", reference=reference)
+    figs["loss"] = {"path": rel(path), "size": list(size), "runs": drawn, "trivial": reference[1] if reference else None}
     grid = spec.grid
     cell = spec.img_size // grid[1]
     video_path = figure_clip(data["test"])

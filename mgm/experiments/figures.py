@@ -40,15 +40,18 @@ def png_size(path) -> tuple[int, int]:
 
 def loss_curves(logs: dict[str, Path], path, title: str = "pretraining loss (train, per logged step)",
                 ylabel: str = "MSE on masked patches", reference: tuple[str, float] | None = None
-                ) -> tuple[Path, tuple[int, int]]:
+                ) -> tuple[Path, tuple[int, int], list[str]]:
     """One curve per run from its ``log.jsonl`` (``{name: path}``); ``reference``: (label, value)
-    drawn as a dashed horizontal line (e.g. the loss of the predictor that learnt nothing)."""
+    drawn as a dashed horizontal line (e.g. the loss of the predictor that learnt nothing). Returns
+    the figure's path and size and the names whose curves it drew (a run without a log has none)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=LOSS_SIZE)
+    drawn = []
     for name, log in logs.items():
         recs = read_log(log, "train") if Path(log).exists() else []
         if recs:
             ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1.2, label=name)
+            drawn.append(name)
     if reference:
         ax.axhline(reference[1], color="k", ls="--", lw=0.8, label=reference[0])
     ax.legend(fontsize=8)
@@ -60,7 +63,7 @@ def loss_curves(logs: dict[str, Path], path, title: str = "pretraining loss (tra
     path = Path(path)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    return path, png_size(path)
+    return path, png_size(path), drawn
 
 
 def masks_figure(frames, magnitude, magnitude_valid, path, grid, tubelet: int, ratio: float = 0.75,
