@@ -173,7 +173,8 @@ def encode_frames(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec
                   options: dict | None = None, container_options: dict | None = None,
                   refs: int | None = None) -> Path:
     """Encode RGB frames (T, H, W, 3) with PyAV. libx264 gets a fixed GOP (no scene cut,
-    no adaptive B decision) so the frame-type pattern is predictable: I B..B P B..B P ..."""
+    no adaptive B decision) so the frame-type pattern is predictable: I B..B P B..B P ..., and no
+    macroblock-tree rate control, so the same frames always give the same bytes."""
     import av
     from fractions import Fraction
 
@@ -186,8 +187,11 @@ def encode_frames(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec
         st.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         opts = {}
         if codec == "libx264":
+            # mbtree=0: x264's macroblock-tree rate control made encodes of the same frames differ
+            # from run to run (6 of 8 encodes of one clip were distinct bytes, single-threaded too);
+            # without it every encode is identical, so a seed gives the same set (docs/data.md)
             params = (f"bframes={bframes}:b-adapt=0:b-pyramid={b_pyramid}:keyint={gop}:"
-                      f"min-keyint={gop}:scenecut=0" + (f":ref={refs}" if refs else ""))
+                      f"min-keyint={gop}:scenecut=0:mbtree=0" + (f":ref={refs}" if refs else ""))
             opts = {"crf": str(crf), "preset": "fast", "x264-params": params}
         elif codec in ("mpeg4", "mpeg2video", "mpeg1video"):
             st.gop_size = gop
