@@ -239,9 +239,8 @@ def load_boxes(path: str | os.PathLike) -> dict:
 
 def set_fingerprint(out_dir: str | os.PathLike) -> str:
     """SHA-256 of a generated set's videos (names and bytes, in index order): equal fingerprints
-    mean the same videos, whatever machine made them. The encoded bytes depend on more than the
-    seed: FFmpeg's RGB -> YUV conversion takes CPU-specific SIMD paths that round differently
-    (docs/data.md), so two machines with the same versions can generate different sets."""
+    mean the same videos, whatever machine made them. A seed gives the same bytes on every run;
+    another OpenCV release can draw a few pixels differently (docs/data.md)."""
     out = Path(out_dir)
     h = hashlib.sha256()
     for rel in sorted(json.loads((out / "boxes.json").read_text())["videos"]):

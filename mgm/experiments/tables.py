@@ -192,8 +192,8 @@ def versions() -> dict:
 
 def data_fingerprints(s: Study) -> dict[str, str]:
     """The SHA-256 of each generated set (``mgm.data.synth.set_fingerprint``): equal fingerprints
-    and versions mean the same runs, to the clip; the same seeds on another machine can generate
-    other bytes, and then the numbers move within the seed spread."""
+    and versions mean the same runs, to the clip; sets drawn by other versions can be other bytes,
+    and then the numbers move within the seed spread."""
     return {name: set_fingerprint(s.data_path() / name) for name in SETS}
 
 
