@@ -1,6 +1,5 @@
 """`mgm data check|transcode|synth` and `mgm bench loader`, in process."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

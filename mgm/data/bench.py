@@ -78,8 +78,6 @@ def _one_run(args, strategy: str, round_: int) -> dict:
 
 
 def run(args) -> int:
-    import torch
-
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if len(strategies) < 1:
         print("no strategies")
