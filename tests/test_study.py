@@ -1,13 +1,14 @@
 """The data-efficiency protocol end to end at toy size: every run, resume, tables, plot."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 import torch
 
-from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, run_dir, run_study
+from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, run_study
 from mgm.experiments.tables import (format_paired, format_table, mean_std, paired_differences, pooled_std,
                                     reference_arm, summarize, write_outputs)
 
@@ -69,6 +70,10 @@ def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
     s.draws = 2
     rows = run_study(s)
     assert len((tmp_path / "st" / "results.jsonl").read_text().splitlines()) == 4      # 2 reused + 2 new
+    pre, evals = plan(s)                # what run_study ran and the demo's progress bar counts
+    assert pre == [] and len(evals) == len(rows) == 4
+    s2 = dataclasses.replace(s, arms=arms_for("study", strategies=["mgm"]), pretrain_seeds=(0,), seeds=(1, 2))
+    assert [a for _, a in plan(s2)[0]] == [{"arm": "mgm", "seed": 0}] and len(plan(s2)[1]) == 2 * 1 * 2 * 2 * 2
     ft = sorted((r for r in rows if r["kind"] == "finetune"), key=lambda r: r.get("draw", 0))
     assert [r.get("draw", 0) for r in ft] == [0, 1] and ft[0].get("reused")
     assert ft[0]["finetune_top1"] == next(r["finetune_top1"] for r in plain if r["kind"] == "finetune")

@@ -26,7 +26,7 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.study import SCRATCH, Study, arms_for, eval_args, prepare_data, run_dir, run_study
+from mgm.experiments.study import SCRATCH, Study, arms_for, plan, prepare_data, run_dir, run_study
 from mgm.experiments.tables import data_fingerprints, versions, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
@@ -93,14 +93,12 @@ def demo_study(out: Path, quick: bool = False, data_dir=None, jobs: int = 2, **o
 
 
 def progress_runs(s: Study) -> dict[Path, tuple[int, float]]:
-    """The runs the bar follows: each one's ``log.jsonl`` -> (steps, estimated seconds of work)."""
-    pre = {run_dir(s, "pretrain", {"arm": a, "seed": seed}) / "log.jsonl": (s.pretrain_steps,
-                                                                            s.pretrain_steps * SECONDS["pretrain"])
-           for a in ARMS for seed in s.pretrain_seeds}
-    ft = {run_dir(s, "finetune", eval_args(a, k, seed)) / "log.jsonl":
-          (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])
-          for a in s.arms for k in s.labels for seed in s.seeds}
-    return {**pre, **ft}
+    """The runs the bar follows (the study's pretrainings and fine-tunes; a probe writes no step log):
+    each one's ``log.jsonl`` -> (steps, estimated seconds of work)."""
+    pre, evals = plan(s)
+    work = {"pretrain": (s.pretrain_steps, s.pretrain_steps * SECONDS["pretrain"]),
+            "finetune": (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])}
+    return {run_dir(s, kind, args) / "log.jsonl": work[kind] for kind, args in pre + evals if kind in work}
 
 
 def _last_step(log: Path) -> int:
@@ -126,7 +124,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
     (out / "figures").mkdir(parents=True, exist_ok=True)
     s = demo_study(out, quick, data_dir, jobs, **overrides)
     runs = progress_runs(s)
-    n_runs = len(ARMS) + 2 * len(s.arms) * len(s.labels) * len(s.seeds)
+    n_runs = sum(map(len, plan(s)))
     data_s = 0.05 * (s.unlabeled + 8 * s.pool + s.test) / max(1, jobs)
     total = (data_s + sum(w for _, w in runs.values()) + n_runs * (SECONDS["start"] + SECONDS["probe"] / 2)) / jobs + 20
     bar = Progress(total, runs, enabled=progress, jobs=jobs)

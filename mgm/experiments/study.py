@@ -235,6 +235,21 @@ def task_key(s: Study, kind: str, args: dict) -> str:
                       sort_keys=True)
 
 
+def pretrain_seed_list(s: Study) -> list[int]:
+    return list(s.pretrain_seeds) if s.pretrain_seeds is not None else list(s.seeds)
+
+
+def plan(s: Study) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """Every run of the study as (kind, args): the pretrainings, then the evaluations (a fine-tune
+    and a probe per arm, K, seed and draw). :func:`run_study` runs them; the demo's progress bar
+    counts them."""
+    pre = [("pretrain", {"arm": a, "seed": p}) for a in s.arms if a != SCRATCH for p in pretrain_seed_list(s)]
+    evals = [(kind, eval_args(a, k, seed, d))
+             for a in s.arms for k in s.labels for seed in s.seeds for d in range(s.draws)
+             for kind in ("finetune", "probe")]
+    return pre, evals
+
+
 def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
     """Run what is missing; returns every result row (also in OUT/results.jsonl)."""
     out = Path(s.out_dir)
@@ -247,11 +262,8 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
             if line.strip():
                 rec = json.loads(line)
                 done[rec["key"]] = rec
-    pseeds = list(s.pretrain_seeds) if s.pretrain_seeds is not None else list(s.seeds)
-    pre = [("pretrain", {"arm": a, "seed": p}) for a in s.arms if a != SCRATCH for p in pseeds]
-    evals = [(kind, eval_args(a, k, seed, d))
-             for a in s.arms for k in s.labels for seed in s.seeds for d in range(s.draws)
-             for kind in ("finetune", "probe")]
+    pseeds = pretrain_seed_list(s)
+    pre, evals = plan(s)
     total, count = len(pre) + len(evals), 0
     rows: list[dict] = []
     weights: dict[tuple, str | None] = {(SCRATCH, p): None for p in pseeds + list(s.seeds)}
