@@ -31,7 +31,7 @@ def test_bold_style_same_motion_higher_contrast(tmp_path):
 
 
 def test_ensure_synth_dataset_regenerates_on_any_change(tmp_path):
-    from mgm.data.synth import ensure_synth_dataset, set_fingerprint
+    from mgm.data.synth import GENERATOR_VERSION, ensure_synth_dataset, set_fingerprint
 
     d = tmp_path / "data"
     a = ensure_synth_dataset(d, 5, size=64, frames=16, style="bold", progress=False)
@@ -53,6 +53,12 @@ def test_ensure_synth_dataset_regenerates_on_any_change(tmp_path):
     assert not ensure_synth_dataset(d, 5, size=64, frames=16, style="natural", progress=False)["reused"]
     assert json.loads((d / "boxes.json").read_text())["style"] == "natural"
     assert not ensure_synth_dataset(d, 5, size=64, frames=20, style="natural", progress=False)["reused"]
+    assert not ensure_synth_dataset(d, 5, seed=1, size=64, frames=20, style="natural", progress=False)["reused"]
+    # a set made by an older generator (other bytes for the same seed) is made again, not reused
+    meta = json.loads((d / "boxes.json").read_text())
+    assert meta["generator_version"] == GENERATOR_VERSION
+    del meta["generator_version"]
+    (d / "boxes.json").write_text(json.dumps(meta))
     assert not ensure_synth_dataset(d, 5, seed=1, size=64, frames=20, style="natural", progress=False)["reused"]
 
 

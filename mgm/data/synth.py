@@ -57,6 +57,10 @@ from mgm.video.synthetic import smooth_noise
 CLASSES = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 VAL_EVERY = 5          # videos 4, 9, 14, ... go to val (every class once per 40 videos)
 STYLES = ("natural", "bold", "actions")
+# What a seed generates. Bump it whenever the same seed would give other bytes, so that sets made
+# before are generated again instead of reused (2: libx264 without mb-tree, whose encodes differed
+# from run to run; sets made before 2026-12-02 record no version)
+GENERATOR_VERSION = 2
 BOLD_GROW = 1.4        # bold style: object side x this (0.31-0.45 of the frame instead of 0.22-0.32)
 
 
@@ -214,6 +218,7 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     classes = style_classes(style)
     meta = {"format": "xyxy", "units": "pixels", "width": size, "height": size, "fps": fps,
             "num_frames": frames, "seed": seed, "style": style, "classes": list(classes),
+            "generator_version": GENERATOR_VERSION,
             "drawn_with": {"opencv": cv2.__version__, "numpy": np.__version__}, "videos": {}}
     for s in specs:
         rel = f"videos/{s['index']:05d}.mp4"
@@ -253,7 +258,8 @@ def ensure_synth_dataset(out_dir: str | os.PathLike, videos: int, seed: int = 0,
                          frames: int = 32, style: str = "actions", workers: int | None = None,
                          progress: bool = True) -> dict:
     """:func:`make_synth_dataset`, or reuse ``out_dir`` when it already holds the same set
-    (video count, seed, size, frames, style, every video present). Returns {"dir", "reused", ...}."""
+    (video count, seed, size, frames, style, :data:`GENERATOR_VERSION`, every video present).
+    Returns {"dir", "reused", ...}."""
     out = Path(out_dir)
     info = {"dir": str(out), "videos": videos, "seed": seed, "size": size, "frames": frames, "style": style}
     meta_path = out / "boxes.json"
@@ -262,7 +268,7 @@ def ensure_synth_dataset(out_dir: str | os.PathLike, videos: int, seed: int = 0,
             meta = json.loads(meta_path.read_text())
             same = (len(meta.get("videos", {})) == videos and meta.get("seed") == seed
                     and meta.get("width") == size and meta.get("num_frames") == frames
-                    and meta.get("style") == style)
+                    and meta.get("style") == style and meta.get("generator_version") == GENERATOR_VERSION)
             if same and all((out / rel).exists() for rel in meta["videos"]):
                 return {**info, "reused": True}
         except (OSError, ValueError):
