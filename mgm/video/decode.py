@@ -26,6 +26,7 @@ Design (numbers in docs/video.md):
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -173,10 +174,10 @@ def _read_clip(path, num_frames, stride, start, motion, cell, seed, indices, deb
         prev = np.concatenate([[max(int(idx[0]) - first_span, 0)], idx[:-1]]).astype(np.int64)
         meta = {}
         if mode == "codec":
-            to_index = None
-            if res.t0 is not None and per_pts > 0:
-                def to_index(p, t0=res.t0):
-                    return pts_index(p, t0, per_pts)
+            # packet pts -> raw frame index, when the stream has timestamps (else codec_motion takes
+            # the reference distances from the frame types)
+            to_index = (functools.partial(pts_index, t0=res.t0, per_pts=per_pts)
+                        if res.t0 is not None and per_pts > 0 else None)
             motion_arr, motion_valid, meta = codec_motion(
                 res.vectors, res.packets, res.types, res.pre_types, idx, prev, first_span, H, W, cell,
                 to_index, debug)
