@@ -4,6 +4,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +153,45 @@ def test_knn_votes_by_similarity():
     test = torch.tensor([[1.0, 0.05], [0.05, 1.0], [2.0, 2.1]])
     assert knn_predict(train, labels, test, k=2).tolist() == [0, 1, 1]
     assert knn_top1(train, labels, test, torch.tensor([0, 1, 0]), k=2) == pytest.approx(200 / 3)
+
+
+def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
+    """SIGKILL (or a SIGTERM that reaches only it) gives the study's process no clean-up: its pool
+    workers must stop by themselves, the running pretraining after a checkpoint, instead of
+    writing on into a run directory that the restarted study starts again."""
+    script = tmp_path / "study.py"
+    script.write_text(textwrap.dedent(f"""
+        from mgm.experiments.study import Study, arms_for, run_study
+        if __name__ == "__main__":
+            run_study(Study(out_dir={str(tmp_path / "st")!r}, arms=arms_for("study", strategies=["tube"], baseline=False),
+                            seeds=(0,), labels=(1,), unlabeled=16, pool=1, test=8, pretrain_steps=100000,
+                            finetune_steps=1, probe_epochs=1, jobs=1))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        logs = []
+        for _ in range(600):                     # until the pretraining has logged a step
+            logs = [p for p in (tmp_path / "st").glob("runs/tube/pretrain_s0-*/log.jsonl") if '"train"' in p.read_text()]
+            if logs or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert logs, "the pretraining never started"
+        workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    finally:
+        proc.kill()
+        proc.wait()
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    for _ in range(240):
+        if not any(alive(p) for p in workers):
+            break
+        time.sleep(0.5)
+    assert not any(alive(p) for p in workers), "workers outlived the study's process"
+    run = logs[0].parent
+    assert list((run / "checkpoints").glob("step_*")), "stopped without a checkpoint"
+    assert "the study's process ended: stopped after step" in run.with_name(run.name + ".log").read_text()

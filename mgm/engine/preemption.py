@@ -8,6 +8,9 @@ rank 0 writes a checkpoint (atomic, ``mgm.engine.checkpoint``) and every rank ra
 :class:`TrainingInterrupted`; ``mgm`` exits with :data:`EXIT_PREEMPTED` and ``--resume auto``
 continues exactly. A second signal kills the process at once (the default action).
 
+:func:`request_stop` does the same from another thread (``mgm study``'s runs stop that way
+when the study's process is gone).
+
 ``run.ckpt_every_minutes`` rides on the same all-reduce: a checkpoint is written when that much
 time has passed since the last one on any rank, so every rank takes part in it.
 
@@ -42,6 +45,23 @@ class TrainingInterrupted(RuntimeError):
 
 
 _gate: torch.Tensor | None = None
+_active: "StopGuard | None" = None      # the guard of the training running in this process
+
+
+def request_stop(reason: str) -> bool:
+    """Stop this process's running training as a stop signal would (after the current step, with
+    a checkpoint; ``reason`` heads the message), from any thread. False when none is running."""
+    guard = _active
+    if guard is None:
+        return False
+    if guard.received is None:
+        guard.received = reason
+    return True
+
+
+def training_active() -> bool:
+    """Whether a :class:`StopGuard` is active in this process (a training is running)."""
+    return _active is not None
 
 
 def stop_signal_gate() -> torch.Tensor:
@@ -80,13 +100,18 @@ class StopGuard:
         self._last = time.monotonic()
 
     def __enter__(self) -> "StopGuard":
+        global _active
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
             stop_signal_gate()[0] = 1
+        _active = self
         return self
 
     def __exit__(self, *exc) -> None:
+        global _active
+        if _active is self:
+            _active = None
         for sig, old in self._previous.items():
             signal.signal(sig, old)
         if self._previous:

@@ -23,6 +23,9 @@ and a study with more draws reuses its runs.
 Every run is a spawned process (``jobs`` at a time, one torch thread each) with its own directory
 and log (:func:`run_dir`); results are appended to ``OUT/results.jsonl`` as they finish, keyed by
 what makes two runs the same (:func:`task_key`), and a second call only runs what is missing.
+When the study's process is killed, its workers notice within a second: a training checkpoints
+after its current step and stops, so no orphan goes on writing into a run directory that the next
+call starts again (an interrupted run starts again from its first step).
 """
 from __future__ import annotations
 
@@ -31,8 +34,11 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import sys
+import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,8 +216,30 @@ def _run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
     fn = {"pretrain": pretrain_run, "finetune": finetune_run, "probe": probe_run}[kind]
     try:
         return fn(s, {k: Path(v) for k, v in data.items()}, **args)
+    except BaseException:
+        traceback.print_exc(file=log)           # why the run ended, in its own log
+        raise
     finally:
         log.flush()
+
+
+def _watch_parent(parent: int) -> None:
+    """Pool initializer: the worker's runs stop when the study's process is gone. Killed by a
+    signal, that process runs no clean-up and leaves its workers behind, and an orphaned training
+    would go on writing into the run directory that the restarted study starts again."""
+    # imported here, in the worker's main thread before any run (a thread importing torch while
+    # a run imports it sees a half-initialised module); the study's own process need not load torch
+    from mgm.engine.preemption import EXIT_PREEMPTED, request_stop, training_active
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        request_stop("the study's process ended")      # a training checkpoints after its step and stops
+        while training_active():
+            time.sleep(1.0)
+        os._exit(EXIT_PREEMPTED)                         # nobody is left to take this worker's results
+
+    threading.Thread(target=watch, daemon=True, name="study-parent").start()
 
 
 # ---------------------------------------------------------------- the plan
@@ -289,7 +317,8 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
                      + f" seed {args['seed']}" + (f" draw {args['draw']}" if args.get("draw") else ""))
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max(1, s.jobs), mp_context=ctx) as ex:
+    with ProcessPoolExecutor(max(1, s.jobs), mp_context=ctx, initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as ex:
         running = {}
         for kind, args in pre:
             if task_key(s, kind, args) in done:
