@@ -169,9 +169,10 @@ def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> 
 
 def versions() -> dict:
     """What a result depends on besides the seed and command. The generated sets are drawn with
-    OpenCV's float warps and antialiased lines, whose rounding differs between OpenCV releases (4.14
-    and 5.0 draw pixels up to a few levels apart from the same seed), so the numbers of a study are
-    reproducible on one installation, and within the seed spread on another."""
+    OpenCV's float warps and antialiased lines, whose rounding differs between some OpenCV releases
+    (4.14 and 5.x draw a few pixels one level apart from the same seed), so the numbers of a study
+    are reproducible with the same versions (seen on two CPUs, AVX-512 and AVX2: docs/results.md),
+    and within the seed spread with others."""
     import cv2          # heavy imports only when a study writes its outputs, not when the CLI starts
     import numpy
     import torch
