@@ -171,8 +171,8 @@ def versions() -> dict:
     """What a result depends on besides the seed and command. The generated sets are drawn with
     OpenCV's float warps and antialiased lines, whose rounding differs between some OpenCV releases
     (4.14 and 5.x draw a few pixels one level apart from the same seed), so the numbers of a study
-    are reproducible with the same versions (seen on two CPUs, AVX-512 and AVX2: docs/results.md),
-    and within the seed spread with others."""
+    are reproducible on one machine. On another CPU with the same versions the sets and the
+    from-scratch runs were the same and the pretrained runs within the seed spread (docs/results.md)."""
     import cv2          # heavy imports only when a study writes its outputs, not when the CLI starts
     import numpy
     import torch
