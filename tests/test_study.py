@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -191,7 +193,10 @@ def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
         if not any(alive(p) for p in workers):
             break
         time.sleep(0.5)
-    assert not any(alive(p) for p in workers), "workers outlived the study's process"
+    orphans = [p for p in workers if alive(p)]
+    for p in orphans:                            # a failing run must not leave a 100000-step training behind
+        os.kill(int(p), signal.SIGKILL)
+    assert not orphans, "workers outlived the study's process"
     run = logs[0].parent
     assert list((run / "checkpoints").glob("step_*")), "stopped without a checkpoint"
     assert "the study's process ended: stopped after step" in run.with_name(run.name + ".log").read_text()
