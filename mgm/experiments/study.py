@@ -264,6 +264,7 @@ def task_key(s: Study, kind: str, args: dict) -> str:
 
 
 def pretrain_seed_list(s: Study) -> list[int]:
+    """The seeds of the study's pretrainings: its own seeds, or the shared ``pretrain_seeds``."""
     return list(s.pretrain_seeds) if s.pretrain_seeds is not None else list(s.seeds)
 
 
