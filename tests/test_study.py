@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, run_study
-from mgm.experiments.tables import (format_paired, format_table, mean_std, paired_differences, pooled_std,
-                                    reference_arm, summarize, write_outputs)
+from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
+                                    reference_arm, summarize, t975, std_from_test_set, write_outputs)
 
 
 def test_study_runs_every_arm_and_resumes(tmp_path):
@@ -92,7 +92,11 @@ def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
     cell = write_outputs(s, rows)["scratch"][1]["finetune_top1"]
     assert cell["seeds"] == [1] and cell["draws"] == [[round(r["finetune_top1"], 2) for r in ft]]
     assert cell["mean"] == pytest.approx(sum(r["finetune_top1"] for r in ft) / 2)
-    assert "mean of 2 labelled draws" in (tmp_path / "st" / "table_study.md").read_text()
+    table = (tmp_path / "st" / "table_study.md").read_text()
+    assert "mean of 2 labelled draws" in table
+    # the test set's part of the spread, read from the two runs' predictions
+    assert cell["test_std"] == std_from_test_set(s, rows, "scratch", 1) and cell["test_std"] >= 0
+    assert f"test set ± {cell['test_std']:.1f})" in table
 
 
 def test_arms_and_tables():
@@ -142,9 +146,39 @@ def test_paired_differences_are_per_seed_on_shared_seeds():
     r = paired["random@0.75"][4]
     assert r["seeds"] == [0, 2] and r["diffs"] == [3.8, 0.3] and r["above"] == 2
     assert abs(r["mean"] - 2.05) < 1e-9 and abs(r["std"] - mean_std([3.8, 0.3])[1]) < 1e-12
+    # the standard error and Student's 95 % interval of the mean difference (t with 1 dof: 12.706)
+    assert r["se"] == pytest.approx(r["std"] / math.sqrt(2))
+    assert r["ci95"] == pytest.approx((2.05 - 12.706 * r["se"], 2.05 + 12.706 * r["se"]))
+    assert r["order"] == "not separated" and paired["scratch"][4]["order"] == "not separated"
     table = format_paired(summ, "mgm")
-    assert "| random@0.75 | +2.0 ± 2.5, above on 2/2 (+3.8, +0.3) |" in table
-    assert "| scratch | +23.9 ± 13.8, above on 3/3 (+27.1, +35.8, +8.8) |" in table
+    assert "| random@0.75 | +2.0 ± 2.5, 95 % CI -20.2 to +24.3: not separated; above on 2/2 (+3.8, +0.3) |" in table
+    assert "| scratch | +23.9 ± 13.8, 95 % CI -10.3 to +58.1: not separated; above on 3/3 (+27.1, +35.8, +8.8) |" in table
+    # five seeds that agree are ordered; one seed has no interval
+    five = [{"kind": "finetune", "arm": a, "k": 4, "seed": s, "finetune_top1": 70.0 + s + (3 + s % 2 if a == "mgm" else 0)}
+            for a in ("random", "mgm") for s in range(5)]
+    assert paired_differences(summarize(five, ["random", "mgm"]), "mgm")["random"][4]["order"] == "ahead"
+    one = paired_differences(summarize([r for r in five if r["seed"] == 0], ["random", "mgm"]), "mgm")["random"][4]
+    assert one["ci95"] is None and one["order"] == "one seed" and "CI" not in format_paired(
+        summarize([r for r in five if r["seed"] == 0], ["random", "mgm"]), "mgm")
+    assert ordering((-3.0, -0.5)) == "behind" and ordering((-0.1, 2.0)) == "not separated"
+    # between rows of the t table the lower row (the wider interval)
+    assert t975(4) == 2.776 and t975(35) == 2.042 and t975(1000) == 1.980
+
+
+def test_test_set_part_of_the_spread_comes_from_the_runs_predictions(tmp_path):
+    """Four runs (2 seeds x 2 draws) on 4 test clips: pairs disagree on 1, 1, 1, 2, 2, 2 clips, so
+    d = 9 / 24 and a 2-draw seed mean moves by sqrt(d / (2 * 4 * 2)) with the test set."""
+    s = Study(out_dir=str(tmp_path), arms={"mgm": ["mask.strategy=mgm"]}, seeds=(0, 1), labels=(4,), draws=2)
+    correct = {(0, 0): [1, 1, 0, 0], (0, 1): [1, 0, 0, 0], (1, 0): [1, 1, 1, 0], (1, 1): [0, 1, 0, 0]}
+    rows = []
+    for (seed, draw), hits in correct.items():
+        d = run_dir(s, "finetune", eval_args("mgm", 4, seed, draw))
+        d.mkdir(parents=True)
+        (d / "predictions.csv").write_text("index,path,label,correct\n" + "".join(
+            f"{i},/t/{i}.mp4,0,{h}\n" for i, h in enumerate(hits)))
+        rows.append({"kind": "finetune", "arm": "mgm", "k": 4, "seed": seed, "draw": draw, "finetune_top1": 50.0})
+    assert std_from_test_set(s, rows, "mgm", 4) == pytest.approx(100 * math.sqrt(9 / 24 / 16))
+    assert std_from_test_set(s, rows[:1], "mgm", 4) is None
 
 
 def test_knn_votes_by_similarity():

@@ -3,7 +3,9 @@ and metric (fine-tune, linear probe, k-NN), and the files a study writes (``writ
 what its numbers depend on (versions, the generated sets' fingerprints)."""
 from __future__ import annotations
 
+import csv
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -11,7 +13,7 @@ import platform
 from pathlib import Path
 
 from mgm.data.synth import set_fingerprint
-from mgm.experiments.study import SETS, Study
+from mgm.experiments.study import SETS, Study, eval_args, run_dir
 
 METRICS = {"finetune_top1": "fine-tune", "probe_top1": "linear probe", "knn_top1": "k-NN"}
 
@@ -76,10 +78,34 @@ def format_table(summary: dict, metric: str = "finetune_top1", chance: float = 1
             c = cells.get(k, {}).get(metric)
             draws = (f" × {max(map(len, c['draws']))} draws; between draws ± {c['draw_std']:.1f}"
                      if c and "draws" in c else "")
-            vals.append("–" if c is None else f"{c['mean']:.1f} ± {c['std']:.1f} (n={len(c['values'])}{draws})")
+            test = f"; test set ± {c['test_std']:.1f}" if c and c.get("test_std") is not None else ""
+            vals.append("–" if c is None else f"{c['mean']:.1f} ± {c['std']:.1f} (n={len(c['values'])}{draws}{test})")
         lines.append(f"| {arm} | " + " | ".join(vals) + " |")
     lines.append("| chance | " + " | ".join(f"{chance:.1f}" for _ in ks) + " |")
     return "\n".join(lines)
+
+
+def std_from_test_set(s: Study, rows: list[dict], arm: str, k: int) -> float | None:
+    """How much of a seed's fine-tune number (mean of its draws) is the test set's sampling, in
+    points, from the runs' own ``predictions.csv``: two runs that disagree on a fraction d of n test
+    clips move apart by about √(d / n) between test sets, so one run by √(d / 2n) and a mean of D
+    draws by √(d / 2nD) (d averaged over every pair of the arm's runs). Small against the arm's std
+    over seeds: a larger test set would not narrow it. None with fewer than two runs' predictions."""
+    runs = [r for r in rows if r["kind"] == "finetune" and r["arm"] == arm and r.get("k") == k]
+    correct = []
+    for r in runs:
+        path = run_dir(s, "finetune", eval_args(arm, k, r["seed"], r.get("draw", 0))) / "predictions.csv"
+        if path.exists():
+            with open(path, newline="") as f:
+                correct.append({row["path"]: row["correct"] for row in csv.DictReader(f)})
+    if len(correct) < 2:
+        return None
+    clips = set.intersection(*(set(c) for c in correct))
+    if not clips:
+        return None
+    d = [sum(a[p] != b[p] for p in clips) / len(clips) for a, b in itertools.combinations(correct, 2)]
+    draws = max(1, max(sum(1 for r in runs if r["seed"] == seed) for seed in {r["seed"] for r in runs}))
+    return 100 * math.sqrt(sum(d) / len(d) / (2 * len(clips) * draws))
 
 
 def reference_arm(arms) -> str | None:
@@ -88,11 +114,34 @@ def reference_arm(arms) -> str | None:
     return next((a for a in ("mgm", "mgm@0.75") if a in arms), None)
 
 
+# Student's t, two-sided 95 % (0.975 quantile) by degrees of freedom; between rows the lower
+# row's value is used, which is the wider interval (a table, not scipy, for 26 numbers)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+        10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
+        18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t975(dof: int) -> float:
+    """The 0.975 quantile of Student's t with ``dof`` degrees of freedom (from :data:`T975`)."""
+    return T975[max(d for d in T975 if d <= dof)]
+
+
+def ordering(ci: tuple[float, float] | None) -> str:
+    """What a 95 % interval of ``reference − arm`` says: ``ahead``, ``behind``, ``not separated``
+    (it contains 0), or ``one seed`` (no interval)."""
+    if ci is None:
+        return "one seed"
+    return "ahead" if ci[0] > 0 else "behind" if ci[1] < 0 else "not separated"
+
+
 def paired_differences(summary: dict, reference: str, metric: str = "finetune_top1") -> dict:
-    """{arm: {K: {"seeds", "diffs", "mean", "std", "above"}}}: ``reference`` minus each other arm on the
-    seeds both ran. A seed fixes the labelled draw, initial weights and clip order for every arm, so
-    these paired differences are the comparison to read; the arms' own stds also carry how hard
-    each seed's labelled draw is, which is shared by both arms of a pair."""
+    """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above"}}}: ``reference``
+    minus each other arm on the seeds both ran. A seed fixes the labelled draw, initial weights and
+    clip order for every arm, so these paired differences are the comparison to read; the arms' own
+    stds also carry how hard each seed's labelled draw is, which is shared by both arms of a pair.
+    ``std`` is the spread of one seed's difference (more seeds do not shrink it); ``se`` = std/√n
+    and ``ci95`` (Student's t) are what more seeds narrow, and ``order`` (:func:`ordering`) reads the
+    interval: two arms whose interval contains 0 are not ordered by this study."""
     out: dict = {}
     for arm, cells in summary.items():
         if arm == reference:
@@ -108,14 +157,18 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
             if pairs:
                 diffs = [d for _, d in pairs]
                 m, sd = mean_std(diffs)
-                out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd,
-                               "above": sum(d > 0 for d in diffs)}
+                n = len(diffs)
+                se = sd / math.sqrt(n) if n > 1 else float("nan")
+                ci = (m - t975(n - 1) * se, m + t975(n - 1) * se) if n > 1 else None
+                out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd, "se": se,
+                               "ci95": ci, "order": ordering(ci), "above": sum(d > 0 for d in diffs)}
     return out
 
 
 def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") -> str:
-    """Markdown: ``reference`` minus each arm, mean ± std of the per-seed differences, how many
-    seeds ``reference`` is above, and the differences themselves."""
+    """Markdown: ``reference`` minus each arm, mean ± std of the per-seed differences, the 95 %
+    interval of their mean and what it says, how many seeds ``reference`` is above, and the
+    differences themselves."""
     paired = paired_differences(summary, reference, metric)
     ks = sorted({k for a in paired.values() for k in a})
     lines = [f"| {reference} minus arm, {METRICS[metric]} | " + " | ".join(f"K = {k} (points)" for k in ks) + " |",
@@ -124,7 +177,9 @@ def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") 
         vals = []
         for k in ks:
             c = cells.get(k)
-            vals.append("–" if c is None else f"{c['mean']:+.1f} ± {c['std']:.1f}, above on {c['above']}/"
+            ci = "" if c is None or c["ci95"] is None else \
+                f", 95 % CI {c['ci95'][0]:+.1f} to {c['ci95'][1]:+.1f}: {c['order']}"
+            vals.append("–" if c is None else f"{c['mean']:+.1f} ± {c['std']:.1f}{ci}; above on {c['above']}/"
                         f"{len(c['diffs'])} ({', '.join(f'{d:+.1f}' for d in c['diffs'])})")
         lines.append(f"| {arm} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
@@ -205,6 +260,10 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     ``fingerprints``: :func:`data_fingerprints`, when the caller already hashed the sets."""
     out = Path(s.out_dir)
     summary = summarize(rows, list(s.arms))
+    for arm, cells in summary.items():
+        for k, cell in cells.items():
+            if isinstance(k, int) and "finetune_top1" in cell:
+                cell["finetune_top1"]["test_std"] = std_from_test_set(s, rows, arm, k)
     reference = reference_arm(summary)
     paired = {m: paired_differences(summary, reference, m) for m in METRICS} if reference else {}
     env = versions()
