@@ -122,6 +122,9 @@ def test_corrupted_and_refused_newest_checkpoints_are_skipped(synth, tmp_path, c
     got = losses(tmp_path)
     assert sorted(got) == [1, 2, 3, 4, 5]
     assert [got[s] for s in range(1, 6)] == [h["loss"] for h in full["history"]]   # exact
+    # the checkpoint carries the curve so far: the resumed run's result has every step's loss
+    assert [(h["step"], h["loss"]) for h in res["history"]] == [(h["step"], h["loss"]) for h in full["history"]]
+    assert res["timing"]["steps"] == 5
     # nothing loads: one line naming every checkpoint and why
     for d in ck.iterdir():
         (d / "trainer.pt").write_bytes(b"")

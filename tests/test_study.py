@@ -99,6 +99,24 @@ def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
     assert f"test set ± {cell['test_std']:.1f})" in table
 
 
+def test_a_rerun_continues_every_run_from_its_checkpoint(tmp_path):
+    """Every study run resumes (run.resume=auto): with the results file lost, a rerun takes each run
+    up from its last checkpoint (here: their last steps) and records the same numbers, the
+    pretraining's loss summary included (the checkpoint carries the loss history)."""
+    s = Study(out_dir=str(tmp_path / "st"), arms=arms_for("study", strategies=["tube"], baseline=False), seeds=(0,),
+              labels=(1,), unlabeled=16, pool=2, test=16, pretrain_steps=4, finetune_steps=2, probe_epochs=1, jobs=2)
+    fields = ("kind", "pretrain_steps", "pretrain_loss_first", "pretrain_loss_last", "finetune_top1", "probe_top1",
+              "knn_top1")
+    first = sorted(tuple(r.get(f) for f in fields) for r in run_study(s))
+    (tmp_path / "st" / "results.jsonl").unlink()
+    again = sorted(tuple(r.get(f) for f in fields) for r in run_study(s))
+    assert again == first and all(r[2] is not None for r in again if r[0] == "pretrain")
+    for kind, args in plan(s)[0] + plan(s)[1]:
+        run = run_dir(s, kind, args)
+        msgs = [json.loads(l)["text"] for l in (run / "log.jsonl").read_text().splitlines() if '"message"' in l]
+        assert any(m.startswith("resumed from ") for m in msgs), (kind, msgs)
+
+
 def test_arms_and_tables():
     assert list(arms_for("masks")) == ["scratch", "random@0.75", "tube@0.75", "block", "smm", "smm-sparse", "mgm",
                                        "mgm-sparse"]
@@ -194,7 +212,7 @@ def test_knn_votes_by_similarity():
 def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
     """SIGKILL (or a SIGTERM that reaches only it) gives the study's process no clean-up: its pool
     workers must stop by themselves, the running pretraining after a checkpoint, instead of
-    writing on into a run directory that the restarted study starts again."""
+    writing on into a run directory that the restarted study continues."""
     script = tmp_path / "study.py"
     script.write_text(textwrap.dedent(f"""
         from mgm.experiments.study import Study, arms_for, run_study

@@ -175,6 +175,10 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
                           evaluate=validate if val_dataset is not None else None, on_step=on_step,
                           desc="linprobe")
         result = trainer.fit()
+        every = cfg.run.eval_every
+        if val_dataset is not None and not last_val and every > 0 and trainer.epoch and trainer.epoch % every == 0:
+            validate()          # resumed after its last epoch had ended: that epoch's validation again
+            last_val["epoch"] = trainer.epoch
         if ctx.dist.is_main:
             result["weights"] = str(save_folded(backbone, probe, ctx.out_dir / "linprobe.safetensors",
                                                 config_to_dict(cfg), {"linprobe": True}))

@@ -2,8 +2,8 @@
 writing it, and continuing from the newest one that loads.
 
 ``trainer.pt`` holds the optimiser, GradScaler, schedule, epoch and position inside it, every
-rank's RNG states and extra state (mixup, ...), the global batch, and the epoch-in-progress
-counts of the bad-video report — plain types and tensors only, read back with
+rank's RNG states and extra state (mixup, ...), the global batch, the loss history and timing so
+far, and the epoch-in-progress counts of the bad-video report — plain types and tensors only, read back with
 ``torch.load(weights_only=True)``. The weights go next to it through ``save_weights`` /
 ``load_weights`` (``model.safetensors`` by default).
 
@@ -38,6 +38,9 @@ class TrainerCheckpoints:
             "bad_steps_total": self.bad_steps_total, "bad_in_a_row": self.bad_in_a_row,
             "stateful": du.all_gather_object({k: v.state_dict() for k, v in self.stateful.items()}),
             "global_batch": self.global_batch,
+            # the curve so far: a resumed run's result (fit's "history", "timing") covers the
+            # whole run, which summaries of the run's loss (mgm study's table) rely on
+            "history": self.history, "timing": dict(self.timing),
             "bad_videos": {"log": self.bad_log.state_dict() if self.bad_log else None,
                            "pending": du.all_gather_object(self._bad_other_ranks)},
         }
@@ -74,6 +77,8 @@ class TrainerCheckpoints:
         self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
         self.bad_steps_total = st.get("bad_steps_total", 0)
         self.bad_in_a_row = st.get("bad_in_a_row", 0)
+        self.history = list(st.get("history", []))    # checkpoints before it was saved: from here on
+        self.timing.update(st.get("timing", {}))
         r = self.ctx.dist.rank
         same_world = st.get("world_size") == self.ctx.dist.world_size
         if not same_world and self.ctx.dist.is_main:

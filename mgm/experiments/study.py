@@ -23,9 +23,11 @@ and a study with more draws reuses its runs.
 Every run is a spawned process (``jobs`` at a time, one torch thread each) with its own directory
 and log (:func:`run_dir`); results are appended to ``OUT/results.jsonl`` as they finish, keyed by
 what makes two runs the same (:func:`task_key`), and a second call only runs what is missing.
-When the study's process is killed, its workers notice within a second: a training checkpoints
-after its current step and stops, so no orphan goes on writing into a run directory that the next
-call starts again (an interrupted run starts again from its first step).
+Every run continues from its newest checkpoint (``run.resume=auto``; the trainer's checkpoints
+carry the loss history, so a resumed run's summary covers the whole run), so an interrupted study
+loses at most an epoch of each run in progress. When the study's process is killed, its workers
+notice within a second: a training checkpoints after its current step and stops, so no orphan goes
+on writing into a run directory that the next call continues.
 """
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ def prepare_data(s: Study, progress: bool = True) -> dict[str, Path]:
 
 
 def _common(s: Study, out: Path, seed: int) -> list[str]:
-    return [f"run.out_dir={out}", f"run.seed={seed}", "run.threads=1", "data.num_workers=0",
+    return [f"run.out_dir={out}", f"run.seed={seed}", "run.resume=auto", "run.threads=1", "data.num_workers=0",
             "run.tensorboard=false", "run.log_every=50", "run.keep_last=1", "run.device=cpu",
             f"model.img_size={s.size}", f"data.size={s.size}", *s.overrides]
 
@@ -118,8 +120,9 @@ def pretrain_run(s: Study, data: dict, arm: str, seed: int) -> dict:
     t0 = time.perf_counter()
     res = run_pretrain(cfg)
     loss = [h["loss"] for h in res["history"]]
+    whole = bool(loss) and res["history"][0]["step"] == 1      # not resumed from a checkpoint without history
     return {"weights": res["weights"], "pretrain_seconds": time.perf_counter() - t0, "pretrain_steps": res["step"],
-            "pretrain_loss_first": loss[0] if loss else None,
+            "pretrain_loss_first": loss[0] if whole else None,
             "pretrain_loss_last": sum(loss[-50:]) / max(1, len(loss[-50:])) if loss else None}
 
 
@@ -211,7 +214,7 @@ def _run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
     s = Study(**study)
     out = run_dir(s, kind, args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    log = open(out.with_name(out.name + ".log"), "w")
+    log = open(out.with_name(out.name + ".log"), "a")      # a resumed run's log follows the first part's
     sys.stdout = sys.stderr = log
     fn = {"pretrain": pretrain_run, "finetune": finetune_run, "probe": probe_run}[kind]
     try:
