@@ -3,8 +3,8 @@ writing it, and continuing from the newest one that loads.
 
 ``trainer.pt`` holds the optimiser, GradScaler, schedule, epoch and position inside it, every
 rank's RNG states and extra state (mixup, ...), the global batch, the loss history and timing so
-far, and the epoch-in-progress counts of the bad-video report — plain types and tensors only, read back with
-``torch.load(weights_only=True)``. The weights go next to it through ``save_weights`` /
+far, and the epoch-in-progress counts of the bad-video report — plain types and tensors only, read
+back with ``torch.load(weights_only=True)``. The weights go next to it through ``save_weights`` /
 ``load_weights`` (``model.safetensors`` by default).
 
 A mixin: it uses the attributes ``Trainer.__init__`` sets (ctx, cfg, model, optimizer, schedule,

@@ -89,8 +89,9 @@ def std_from_test_set(s: Study, rows: list[dict], arm: str, k: int) -> float | N
     """How much of a seed's fine-tune number (mean of its draws) is the test set's sampling, in
     points, from the runs' own ``predictions.csv``: two runs that disagree on a fraction d of n test
     clips move apart by about √(d / n) between test sets, so one run by √(d / 2n) and a mean of D
-    draws by √(d / 2nD) (d averaged over every pair of the arm's runs). Small against the arm's std
-    over seeds: a larger test set would not narrow it. None with fewer than two runs' predictions."""
+    draws by √(d / 2nD) (d averaged over every pair of the arm's runs). When it is small against the
+    arm's std over seeds, a larger test set would not narrow that std. None with fewer than two
+    runs' predictions."""
     runs = [r for r in rows if r["kind"] == "finetune" and r["arm"] == arm and r.get("k") == k]
     correct = []
     for r in runs:
