@@ -116,7 +116,7 @@ def reference_arm(arms) -> str | None:
 
 
 # Student's t, two-sided 95 % (0.975 quantile) by degrees of freedom; between rows the lower
-# row's value is used, which is the wider interval (a table, not scipy, for 26 numbers)
+# row's value is used, which is the wider interval (a table, not scipy, for 25 numbers)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
         18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
