@@ -148,8 +148,6 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
             loss = F.cross_entropy(logits.float(), batch["label"].to(device), label_smoothing=smoothing)
             return StepOutput(loss, int(x.shape[0]))
 
-        last_val: dict = {}
-
         def validate() -> dict:
             probe.eval()
             try:
@@ -158,7 +156,6 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
                              desc="val")
             finally:
                 probe.train()
-            last_val.update(epoch=trainer.epoch + 1, top1=m["top1"], top5=m["top5"], loss=m["loss"])
             return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
 
         def save_weights(_model, d: Path) -> None:
@@ -175,17 +172,11 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
                           evaluate=validate if val_dataset is not None else None, on_step=on_step,
                           desc="linprobe")
         result = trainer.fit()
-        every = cfg.run.eval_every
-        if val_dataset is not None and not last_val and every > 0 and trainer.epoch and trainer.epoch % every == 0:
-            validate()          # resumed after its last epoch had ended: that epoch's validation again
-            last_val["epoch"] = trainer.epoch
         if ctx.dist.is_main:
             result["weights"] = str(save_folded(backbone, probe, ctx.out_dir / "linprobe.safetensors",
                                                 config_to_dict(cfg), {"linprobe": True}))
-        if last_val:
-            result["val"] = dict(last_val)
-            if ctx.dist.is_main:
-                (ctx.out_dir / "val_metrics.json").write_text(json.dumps(last_val, indent=1) + "\n")
+        if "val" in result and ctx.dist.is_main:
+            (ctx.out_dir / "val_metrics.json").write_text(json.dumps(result["val"], indent=1) + "\n")
         du.barrier()
         return result
     finally:

@@ -143,6 +143,7 @@ class Trainer(TrainerCheckpoints):
         self.last_ckpt: Path | None = None
         self.saved_step: int | None = None       # the step of the newest checkpoint
         self.history: list[dict] = []      # per step: step, loss, lr (every rank)
+        self.last_val: dict = {}           # the newest evaluation: epoch and metrics
         self.timing = {"data": 0.0, "compute": 0.0, "steps": 0, "clips": 0}
         # rank 0 reports the epoch's unusable / short videos; the other ranks keep theirs until
         # the epoch ends (both travel in checkpoints, so a resumed epoch's report is whole)
@@ -174,6 +175,10 @@ class Trainer(TrainerCheckpoints):
             f"{ctx.accum_steps} accumulation{f' x {self.repeats} repeated aug' if self.repeats > 1 else ''}), "
             f"lr {self.lr:.3g}, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps")
         done = self.step >= max_steps
+        if done and resume is not None and self.step_in_epoch == 0 and self.epoch:
+            # resumed after its last epoch had ended: that epoch's evaluation again, so the
+            # caller's result (a linear probe's val accuracy) is the same as the first run's
+            self._validate(self.epoch)
         try:
             with self.guard:
                 while not done and self.epoch < cfg.optim.epochs:
@@ -185,6 +190,7 @@ class Trainer(TrainerCheckpoints):
             self.loader = None
         return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
                 "history": self.history, "timing": dict(self.timing),
+                **({"val": dict(self.last_val)} if self.last_val else {}),
                 "checkpoint": str(self.last_ckpt) if self.last_ckpt else None}
 
     def _epoch(self, max_steps: int) -> bool:
@@ -288,14 +294,7 @@ class Trainer(TrainerCheckpoints):
         del it
         if finished:
             self._report_videos()
-            every = cfg.run.eval_every
-            metrics = {}
-            if self.evaluate is not None and every > 0 and (self.epoch + 1) % every == 0:
-                metrics = self.evaluate()
-            if metrics:
-                logger.log("val", self.step, epoch=self.epoch + 1, **metrics)
-                logger.message(f"epoch {self.epoch + 1}: " + ", ".join(
-                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+            self._validate(self.epoch + 1)
             self.epoch += 1
             self.step_in_epoch = 0
             if self.bad_in_a_row == 0:
@@ -308,6 +307,19 @@ class Trainer(TrainerCheckpoints):
                 self.on_step(self.step)      # after the end-of-epoch checkpoint
             self._poll_stop()
         return self.step >= max_steps
+
+    def _validate(self, epoch: int) -> None:
+        """After epoch ``epoch`` (counted from 1): ``evaluate`` when ``run.eval_every`` asks for it,
+        its metrics in the log and, the newest, in :meth:`fit`'s result (``val``)."""
+        every = self.cfg.run.eval_every
+        if self.evaluate is None or every <= 0 or epoch % every:
+            return
+        metrics = self.evaluate()
+        if metrics:
+            self.last_val = {"epoch": epoch, **metrics}
+            self.ctx.logger.log("val", self.step, epoch=epoch, **metrics)
+            self.ctx.logger.message(f"epoch {epoch}: " + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
 
     def _poll_stop(self) -> None:
         """After every optimiser step, on every rank: the checkpoint ``run.ckpt_every_minutes``

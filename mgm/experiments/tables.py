@@ -105,8 +105,7 @@ def std_from_test_set(s: Study, rows: list[dict], arm: str, k: int) -> float | N
     if not clips:
         return None
     d = [sum(a[p] != b[p] for p in clips) / len(clips) for a, b in itertools.combinations(correct, 2)]
-    draws = max(1, max(sum(1 for r in runs if r["seed"] == seed) for seed in {r["seed"] for r in runs}))
-    return 100 * math.sqrt(sum(d) / len(d) / (2 * len(clips) * draws))
+    return 100 * math.sqrt(sum(d) / len(d) / (2 * len(clips) * s.draws))
 
 
 def reference_arm(arms) -> str | None:
