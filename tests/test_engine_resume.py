@@ -102,6 +102,7 @@ def test_corrupted_and_refused_newest_checkpoints_are_skipped(synth, tmp_path, c
     run_pretrain(load_config("tiny", [*base, "run.max_steps=4"]))
     ck = tmp_path / "checkpoints"
     assert sorted(p.name for p in ck.iterdir()) == ["step_00000002", "step_00000003", "step_00000004"]
+    seconds_at_2 = torch.load(ck / "step_00000002" / "trainer.pt", weights_only=True)["timing"]["seconds"]
     newest = ck / "step_00000004" / "trainer.pt"
     newest.write_bytes(newest.read_bytes()[:1000])                      # truncated
     marker = tmp_path / "code_ran"
@@ -125,6 +126,8 @@ def test_corrupted_and_refused_newest_checkpoints_are_skipped(synth, tmp_path, c
     # the checkpoint carries the curve so far: the resumed run's result has every step's loss
     assert [(h["step"], h["loss"]) for h in res["history"]] == [(h["step"], h["loss"]) for h in full["history"]]
     assert res["timing"]["steps"] == 5
+    # wall seconds: the first process's until its step-2 checkpoint, then the resumed one's
+    assert 0 < seconds_at_2 < res["timing"]["seconds"]
     # nothing loads: one line naming every checkpoint and why
     for d in ck.iterdir():
         (d / "trainer.pt").write_bytes(b"")

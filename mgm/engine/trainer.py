@@ -144,7 +144,10 @@ class Trainer(TrainerCheckpoints):
         self.saved_step: int | None = None       # the step of the newest checkpoint
         self.history: list[dict] = []      # per step: step, loss, lr (every rank)
         self.last_val: dict = {}           # the newest evaluation: epoch and metrics
-        self.timing = {"data": 0.0, "compute": 0.0, "steps": 0, "clips": 0}
+        # step time split into data wait and compute, and "seconds": the wall time of fit (the
+        # evaluations and checkpoints included) summed over the processes of a resumed run
+        self.timing = {"data": 0.0, "compute": 0.0, "steps": 0, "clips": 0, "seconds": 0.0}
+        self._wall_from: tuple[float, float] | None = None   # (timing["seconds"], perf_counter) at fit start
         # rank 0 reports the epoch's unusable / short videos; the other ranks keep theirs until
         # the epoch ends (both travel in checkpoints, so a resumed epoch's report is whole)
         self.bad_log = BadVideoLog(ctx.out_dir / "bad_videos.jsonl") if d.is_main else None
@@ -156,6 +159,7 @@ class Trainer(TrainerCheckpoints):
     def fit(self) -> dict:
         ctx, cfg = self.ctx, self.cfg
         resume, skipped = self.resume_newest()
+        self._wall_from = (self.timing.get("seconds", 0.0), time.perf_counter())
         max_steps = cfg.run.max_steps or self.total_steps
         max_steps = min(max_steps, self.total_steps)
         ctx.logger = logger = RunLogger(ctx.out_dir, enabled=ctx.dist.is_main,
@@ -188,10 +192,17 @@ class Trainer(TrainerCheckpoints):
             # persistent loader workers would otherwise outlive the run (the Trainer sits in
             # reference cycles) until interpreter exit, where they are killed with a traceback
             self.loader = None
+            self.tick_seconds()
         return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
                 "history": self.history, "timing": dict(self.timing),
                 **({"val": dict(self.last_val)} if self.last_val else {}),
                 "checkpoint": str(self.last_ckpt) if self.last_ckpt else None}
+
+    def tick_seconds(self) -> None:
+        """Bring timing["seconds"] up to now (a checkpoint carries the wall time until it)."""
+        if self._wall_from is not None:
+            before, start = self._wall_from
+            self.timing["seconds"] = before + time.perf_counter() - start
 
     def _epoch(self, max_steps: int) -> bool:
         ctx, cfg, logger = self.ctx, self.cfg, self.ctx.logger

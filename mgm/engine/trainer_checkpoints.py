@@ -28,6 +28,7 @@ from mgm.models.checkpoint import CheckpointError, save_checkpoint, unwrap
 class TrainerCheckpoints:
     def state_dict(self) -> dict:
         rng = du.all_gather_object(rng_state())
+        self.tick_seconds()
         return {
             "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
             "optimizer": self.optimizer.state_dict(),

@@ -117,11 +117,10 @@ def pretrain_run(s: Study, data: dict, arm: str, seed: int) -> dict:
     epochs, per_epoch = _epochs_for(s.pretrain_steps, s.unlabeled, cfg.optim.batch_size)
     cfg.optim.epochs, cfg.run.max_steps = epochs, s.pretrain_steps
     cfg.optim.warmup_epochs = max(0.05 * s.pretrain_steps / per_epoch, 0.0)
-    t0 = time.perf_counter()
     res = run_pretrain(cfg)
     loss = [h["loss"] for h in res["history"]]
     whole = bool(loss) and res["history"][0]["step"] == 1      # not resumed from a checkpoint without history
-    return {"weights": res["weights"], "pretrain_seconds": time.perf_counter() - t0, "pretrain_steps": res["step"],
+    return {"weights": res["weights"], "pretrain_seconds": res["timing"]["seconds"], "pretrain_steps": res["step"],
             "pretrain_loss_first": loss[0] if whole else None,
             "pretrain_loss_last": sum(loss[-50:]) / max(1, len(loss[-50:])) if loss else None}
 
