@@ -23,7 +23,7 @@ COMMAND_MODULES = [
     "mgm.cli.export",   # mgm export CHECKPOINT --to hf DIR
     "mgm.cli.train",    # mgm pretrain|finetune|linprobe|eval, mgm configs
     "mgm.cli.transfer", # mgm transfer (fine-tune / linear probe / domain adaptation table)
-    "mgm.cli.demo",     # mgm demo, mgm ablate masks|ratio|motion, mgm saliency
+    "mgm.cli.demo",     # mgm demo, mgm ablate masks|ratio|motion, mgm saliency, mgm recon
 ]
 
 

@@ -1,4 +1,5 @@
-"""`mgm demo`, `mgm ablate masks|ratio|motion`, `mgm saliency LIST --boxes BOXES.json`.
+"""`mgm demo`, `mgm ablate masks|ratio|motion`, `mgm saliency LIST --boxes BOXES.json`,
+`mgm recon CHECKPOINT LIST`.
 
 Top level stays light: torch / av are imported inside the commands.
 """
@@ -72,6 +73,29 @@ def register(sub) -> None:
     s.add_argument("--limit", type=int, default=0, help="only the first N videos")
     s.add_argument("--json", action="store_true", help="print everything as JSON")
     s.set_defaults(func=_saliency)
+
+
+    r = sub.add_parser(
+        "recon", help="how much of a pretrainer's reconstruction comes from the mask's shape alone",
+        description="Masked-patch loss of a pretraining checkpoint on the first clips of LIST (centre crop), "
+                    "per mask strategy, for the real clip, for the clip blanked to its mean colour (the "
+                    "encoder sees no content; the decoder still gets the mask), and for predicting 0. A "
+                    "motion-guided mask is centred on the motion, so its shape alone tells the decoder "
+                    "where the moving thing is: compare pretraining losses across strategies with this. "
+                    "See mgm.experiments.recon and docs/results.md.")
+    r.add_argument("checkpoint", metavar="CHECKPOINT", help="a pretraining checkpoint with its decoder "
+                   "(mgm pretrain's OUT/pretrained.safetensors)")
+    r.add_argument("list", metavar="LIST", help="the videos: list / JSON / folder, as data.val")
+    r.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=["random", "mgm"],
+                   help="mask strategies (default random mgm)")
+    r.add_argument("--ratio", type=float, default=None, help="mask ratio (default the checkpoint's mask.ratio)")
+    r.add_argument("--config", default=None, metavar="CONFIG",
+                   help="preset / YAML for the data and mask settings (default the checkpoint's own config)")
+    r.add_argument("--data-root", default="", help="prefix for relative paths in the list")
+    r.add_argument("--clips", type=int, default=160, help="clips (default 160)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the mask draws (default 0)")
+    r.add_argument("--json", action="store_true", help="print the losses as JSON")
+    r.set_defaults(func=_recon)
 
 
 def _protocol_arguments(p, out: str) -> None:
@@ -210,3 +234,35 @@ def _saliency(args) -> int:
           f"{f(o['r_non_bbox'])} px); mean of per-video scores {f(o['mean_video_score'])}, median "
           f"{f(o['median_video_score'])}; {o['videos']} videos, {o['skipped']} skipped")
     return 0 if o["videos"] else 1
+
+
+def _recon(args) -> int:
+    from mgm.config import config_from_dict, load_config
+    from mgm.errors import UserError
+    from mgm.experiments.recon import format_recon, run_recon
+    from mgm.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint, kind="pretrainer")
+    saved = model.checkpoint_info.get("config")
+    if args.config:
+        cfg = load_config(args.config)
+    elif saved:
+        cfg = config_from_dict(saved)
+    else:
+        raise UserError(f"{args.checkpoint}: no saved config (not written by mgm pretrain); pass --config "
+                        "PRESET for the data and mask settings")
+    spec = model.spec
+    if (cfg.data.num_frames, cfg.data.size) != (spec.num_frames, spec.img_size):
+        raise UserError(f"{args.checkpoint}: the model takes {spec.num_frames} frames of {spec.img_size}², the "
+                        f"config gives {cfg.data.num_frames} of {cfg.data.size}²")
+    cfg.data.val, cfg.data.root = args.list, args.data_root
+    if args.ratio is not None:
+        cfg.mask.ratio = args.ratio
+    if args.clips < 1:
+        raise UserError(f"--clips must be >= 1, got {args.clips}")
+    result = run_recon(model, cfg, args.strategies, clips=args.clips, seed=args.seed)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_recon(result))
+    return 0
