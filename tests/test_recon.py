@@ -84,3 +84,11 @@ def test_cli_prints_a_table_or_json_and_one_line_errors(pretrained, tmp_path, ca
     assert main(["recon", str(enc), lst]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a pretrainer" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_cuda_without_cuda_is_one_line(pretrained, capsys):
+    synth, weights, _ = pretrained
+    assert main(["recon", weights, str(synth / "train.txt"), "--clips", "2", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mgm recon: error: --device cuda: ")

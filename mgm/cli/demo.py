@@ -94,6 +94,7 @@ def register(sub) -> None:
     r.add_argument("--data-root", default="", help="prefix for relative paths in the list")
     r.add_argument("--clips", type=int, default=160, help="clips (default 160)")
     r.add_argument("--seed", type=int, default=0, help="seed of the mask draws (default 0)")
+    r.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default auto)")
     r.add_argument("--json", action="store_true", help="print the losses as JSON")
     r.set_defaults(func=_recon)
 
@@ -237,6 +238,8 @@ def _saliency(args) -> int:
 
 
 def _recon(args) -> int:
+    import torch
+
     from mgm.config import config_from_dict, load_config
     from mgm.errors import UserError
     from mgm.experiments.recon import format_recon, run_recon
@@ -260,6 +263,11 @@ def _recon(args) -> int:
         cfg.mask.ratio = args.ratio
     if args.clips < 1:
         raise UserError(f"--clips must be >= 1, got {args.clips}")
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as e:      # no CUDA build / no device
+        raise UserError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
     result = run_recon(model, cfg, args.strategies, clips=args.clips, seed=args.seed)
     if args.json:
         print(json.dumps(result))

@@ -55,12 +55,14 @@ def strategy_masks(strategy: str, batches: list[dict], grid, ratio: float, seed:
 
 @torch.no_grad()
 def reconstruction_losses(model: VideoMAEPretrainer, batches: list[dict], masks: list[torch.Tensor]) -> dict:
-    """Masked-patch loss per condition (see the module doc), averaged over clips."""
+    """Masked-patch loss per condition (see the module doc), averaged over clips, on the model's
+    device."""
     model.eval()
+    device = next(model.parameters()).device
     total = dict.fromkeys(CONDITIONS, 0.0)
     count = 0
     for b, m in zip(batches, masks):
-        video = b["video"]
+        video, m = b["video"].to(device), m.to(device)
         _, ids_masked, _ = visible_and_masked_ids(m)
         target = model.targets(video, ids_masked)
         blank = video.mean(dim=(2, 3, 4), keepdim=True).expand_as(video).contiguous()
