@@ -74,7 +74,6 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true", help="print everything as JSON")
     s.set_defaults(func=_saliency)
 
-
     r = sub.add_parser(
         "recon", help="how much of a pretrainer's reconstruction comes from the mask's shape alone",
         description="Masked-patch loss of a pretraining checkpoint on the first clips of LIST (centre crop), "
@@ -92,7 +91,7 @@ def register(sub) -> None:
     r.add_argument("--config", default=None, metavar="CONFIG",
                    help="preset / YAML for the data and mask settings (default the checkpoint's own config)")
     r.add_argument("--data-root", default="", help="prefix for relative paths in the list")
-    r.add_argument("--clips", type=int, default=160, help="clips (default 160)")
+    r.add_argument("--clips", type=int, default=160, help="the first N clips of LIST (default 160)")
     r.add_argument("--seed", type=int, default=0, help="seed of the mask draws (default 0)")
     r.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda (default auto)")
     r.add_argument("--json", action="store_true", help="print the losses as JSON")

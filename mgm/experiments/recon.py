@@ -13,8 +13,9 @@ mask draws, per strategy, the masked-patch loss of the checkpoint's own objectiv
 * ``blank``: the clip replaced by its mean colour, so the encoder sees no content while the
   decoder still gets every token's position; the mask is still the real clip's.
 
-``zero - blank`` is what the mask's shape alone lets the decoder predict; ``blank - clip`` is
-what the visible content adds.
+``zero - blank`` is what the decoder predicts from the mask and the token positions alone (a prior
+over positions it learnt, and for a guided mask where the motion is); ``blank - clip`` is what
+the visible content adds.
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def run_recon(model: VideoMAEPretrainer, cfg: Config, strategies: list[str], cli
 
 
 def format_recon(result: dict) -> str:
-    lines = ["| masks | predict 0 | clip | blank clip | from the mask's shape (0 - blank) | from the clip (blank - clip) |",
+    lines = ["| masks | predict 0 | clip | blank clip | without the clip (0 - blank) | from the clip (blank - clip) |",
              "|---|---:|---:|---:|---:|---:|"]
     for s, r in result.items():
         lines.append(f"| {s} | {r['zero']:.4f} | {r['clip']:.4f} | {r['blank']:.4f} | "
