@@ -291,6 +291,9 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     for arm, cells in summary.items():
         p = cells.get("pretrain")
         parts.append(f"| {arm} | " + (f"{p['loss_last']:.4f} | {p['seconds']:.0f} |" if p else "– | – |"))
+    parts += ["", "The pretraining loss compares runs of one mask strategy, not strategies: a guided mask tells "
+              "the decoder where the motion is (`mgm recon CHECKPOINT LIST` splits the loss into what comes "
+              "with and without the clip)."]
     (out / f"table_{name}.md").write_text("\n".join(parts) + "\n")
     plot_summary(summary, out / f"{name}.png", title=title)
     return summary
