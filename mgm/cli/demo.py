@@ -75,7 +75,7 @@ def register(sub) -> None:
     s.set_defaults(func=_saliency)
 
     r = sub.add_parser(
-        "recon", help="how much of a pretrainer's reconstruction comes from the mask's shape alone",
+        "recon", help="how much of a pretrainer's reconstruction comes from the clip, how much from the mask alone",
         description="Masked-patch loss of a pretraining checkpoint on the first clips of LIST (centre crop), "
                     "per mask strategy, for the real clip, for the clip blanked to its mean colour (the "
                     "encoder sees no content; the decoder still gets the mask), and for predicting 0. A "
