@@ -26,7 +26,7 @@ def pretrained(tmp_path_factory):
     return synth, res["weights"], cfg
 
 
-def test_losses_are_the_training_loss_the_blank_clip_and_zero(pretrained):
+def test_losses_are_the_training_loss_the_blank_clip_and_nothing(pretrained):
     synth, weights, cfg = pretrained
     model = load_checkpoint(weights, kind="pretrainer")
     cfg.data.val = str(synth / "train.txt")     # 13 clips
@@ -49,11 +49,33 @@ def test_losses_are_the_training_loss_the_blank_clip_and_zero(pretrained):
     blank = sum(float(((p - model.targets(b["video"], visible_and_masked_ids(m)[1])) ** 2).mean()) * len(m)
                 for b, m, p in zip(batches, masks, preds)) / 8
     assert got["blank"] == pytest.approx(blank, rel=1e-6)
-    # predicting 0 against targets normalised per patch and channel over m = 2*8*8 values: (m-1)/m
-    # (unbiased variance), less only for flat patches
-    assert 0.97 < got["zero"] <= 127 / 128 + 1e-6
+    # learnt nothing = predicting 0 against targets normalised per patch and channel over
+    # m = 2*8*8 values: (m-1)/m (unbiased variance), less only for flat patches
+    assert 0.97 < got["nothing"] <= 127 / 128 + 1e-6
     both = run_recon(model, cfg, ["random", "mgm"], clips=8, batch=4, seed=3)
-    assert both["mgm"] == pytest.approx(got) and set(both["random"]) == {"zero", "clip", "blank"}
+    assert both["mgm"] == pytest.approx(got) and set(both["random"]) == {"nothing", "clip", "blank"}
+
+
+def test_learnt_nothing_with_pixel_targets_is_the_visible_mean_colour():
+    """Pixel targets: the know-nothing prediction is the clip's visible mean colour, not 0, so a
+    clip of one colour scores 0 and a two-colour clip the mean square to that mean."""
+    from mgm.experiments.recon import trivial_prediction
+    from mgm.models import build_pretrainer
+    from mgm.models.vit import visible_and_masked_ids
+
+    m = build_pretrainer("vit_tiny", num_frames=4, img_size=32, patch=8, depth=1, decoder_depth=1,
+                         norm_pix_loss=False).eval()
+    mask = torch.zeros(2, 32, dtype=torch.bool)
+    mask[:, 8:] = True              # grid (2, 4, 4): visible = the top two patch rows of t' = 0
+    video = torch.zeros(2, 3, 4, 32, 32)
+    video[1, :, :, 16:] = 1.0                            # clip 1: top half one colour, bottom another
+    ids = visible_and_masked_ids(mask)[1]
+    err = (trivial_prediction(m, video, mask) - m.targets(video, ids)) ** 2
+    assert float(err[0].max()) < 1e-10
+    # clip 1: visible all top colour c0; of the 24 hidden tokens 16 are bottom colour c1
+    c0 = 0.0 * m.pixel_std.flatten() + m.pixel_mean.flatten()
+    c1 = 1.0 * m.pixel_std.flatten() + m.pixel_mean.flatten()
+    assert float(err[1].mean()) == pytest.approx(float(((c1 - c0) ** 2).mean()) * 2 / 3, rel=1e-5)
 
 
 def test_the_mask_settings_of_the_config_reach_the_masks(pretrained):
@@ -71,7 +93,7 @@ def test_cli_prints_a_table_or_json_and_one_line_errors(pretrained, tmp_path, ca
     lst = str(synth / "train.txt")
     assert main(["recon", weights, lst, "--clips", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"random", "mgm"} and set(out["mgm"]) == {"zero", "clip", "blank"}
+    assert set(out) == {"random", "mgm"} and set(out["mgm"]) == {"nothing", "clip", "blank"}
     assert main(["recon", weights, lst, "--clips", "4", "--strategies", "tube"]) == 0
     assert "| tube |" in capsys.readouterr().out
     # no saved config: say so and how to give one

@@ -189,17 +189,18 @@ def reconstruction_figure(runs: dict, video, path, tubelet: int, tile: int = 80)
 
 def trivial_loss(model, video, mask) -> float:
     """The loss, on the masked tubelets of one clip, of the predictor that has learnt nothing, in
-    the model's own target space: with per-patch normalised targets, each hidden patch predicted
-    as its own mean (a zero target: (n-1)/n for n pixels per patch and channel); with pixel
-    targets, every hidden pixel predicted as the mean colour of the clip's visible patches."""
+    the model's own target space (``mgm.experiments.recon.trivial_prediction``: with per-patch
+    normalised targets each hidden patch predicted as its own mean, (n-1)/n for n pixels per patch
+    and channel; with pixel targets the mean colour of the clip's visible patches)."""
     import torch
 
+    from mgm.experiments.recon import trivial_prediction
+    from mgm.models.vit import visible_and_masked_ids
+
     with torch.no_grad():
-        m = torch.as_tensor(np.asarray(mask).reshape(-1), dtype=torch.bool)
-        if model.norm_pix_loss:      # the model's own targets; a zero prediction scores their mean square
-            return float((model.targets(video[None], torch.nonzero(m).T) ** 2).mean())
-        p = model.patchify(video[None].float() * model.pixel_std + model.pixel_mean)[0]   # (N, t*p*p, C)
-        return float(((p[m] - p[~m].mean(dim=(0, 1))) ** 2).mean())
+        m = torch.as_tensor(np.asarray(mask).reshape(1, -1), dtype=torch.bool)
+        target = model.targets(video[None], visible_and_masked_ids(m)[1])
+        return float(((trivial_prediction(model, video[None], m) - target) ** 2).mean())
 
 
 def centre_attention(encoder, video, grid) -> tuple[np.ndarray, int]:

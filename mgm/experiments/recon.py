@@ -7,13 +7,14 @@ saw. Comparing pretraining losses across mask strategies mixes that with what th
 This diagnostic separates them. On the same clips (centre crop, deterministic frames) and the same
 mask draws, per strategy, the masked-patch loss of the checkpoint's own objective for:
 
-* ``zero``:  predicting 0 everywhere (with normalised targets, (m - 1) / m for m pixel values per
-  patch and channel: the loss of knowing nothing);
+* ``nothing``: the prediction of a model that has learnt nothing (:func:`trivial_prediction`:
+  with per-patch normalised targets 0, which scores (m - 1) / m for m pixel values per patch and
+  channel; with pixel targets the mean colour of the clip's visible patches);
 * ``clip``:  the real clip (the training loss, without augmentation);
 * ``blank``: the clip replaced by its mean colour, so the encoder sees no content while the
   decoder still gets every token's position; the mask is still the real clip's.
 
-``zero - blank`` is what the decoder predicts from the mask and the token positions alone (a prior
+``nothing - blank`` is what the decoder predicts from the mask and the token positions alone (a prior
 over positions it learnt, and for a guided mask where the motion is); ``blank - clip`` is what
 the visible content adds.
 """
@@ -28,7 +29,7 @@ from mgm.masking.options import GUIDED
 from mgm.masking.strategies import make_masks
 from mgm.models.vit import VideoMAEPretrainer, visible_and_masked_ids
 
-CONDITIONS = ("zero", "clip", "blank")
+CONDITIONS = ("nothing", "clip", "blank")
 
 
 def load_batches(cfg: Config, clips: int, batch: int, guidance: bool) -> list[dict]:
@@ -55,6 +56,20 @@ def strategy_masks(strategy: str, batches: list[dict], grid, ratio: float, seed:
 
 
 @torch.no_grad()
+def trivial_prediction(model: VideoMAEPretrainer, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What a model that has learnt nothing predicts for the masked tokens of ``mask`` (B, N bool),
+    in the model's own target space (B, n_masked, t*p*p*C): with per-patch normalised targets 0
+    (each hidden patch predicted as its own mean); with pixel targets every hidden pixel the mean
+    colour of the clip's visible patches."""
+    n = visible_and_masked_ids(mask)[2]
+    if model.norm_pix_loss:
+        return torch.zeros(video.shape[0], n, model.spec.patch_dim, device=video.device)
+    patches = model.patchify(video.float() * model.pixel_std + model.pixel_mean)      # (B, N, t*p*p, C)
+    colour = torch.stack([p[~m].mean(dim=(0, 1)) for p, m in zip(patches, mask.bool())])   # (B, C)
+    return colour[:, None, None, :].expand(-1, n, patches.shape[2], -1).flatten(2)
+
+
+@torch.no_grad()
 def reconstruction_losses(model: VideoMAEPretrainer, batches: list[dict], masks: list[torch.Tensor]) -> dict:
     """Masked-patch loss per condition (see the module doc), averaged over clips, on the model's
     device."""
@@ -67,7 +82,8 @@ def reconstruction_losses(model: VideoMAEPretrainer, batches: list[dict], masks:
         _, ids_masked, _ = visible_and_masked_ids(m)
         target = model.targets(video, ids_masked)
         blank = video.mean(dim=(2, 3, 4), keepdim=True).expand_as(video).contiguous()
-        preds = {"zero": torch.zeros_like(target), "clip": model(video, m)[1], "blank": model(blank, m)[1]}
+        preds = {"nothing": trivial_prediction(model, video, m), "clip": model(video, m)[1],
+                 "blank": model(blank, m)[1]}
         n = video.shape[0]
         for c, p in preds.items():
             total[c] += float(((p.float() - target) ** 2).mean()) * n
@@ -77,7 +93,7 @@ def reconstruction_losses(model: VideoMAEPretrainer, batches: list[dict], masks:
 
 def run_recon(model: VideoMAEPretrainer, cfg: Config, strategies: list[str], clips: int = 160,
               batch: int = 16, seed: int = 0) -> dict:
-    """{strategy: {zero, clip, blank}} for the clips of ``cfg.data.val``, masks at ``cfg.mask.ratio``
+    """{strategy: {nothing, clip, blank}} for the clips of ``cfg.data.val``, masks at ``cfg.mask.ratio``
     with the other ``cfg.mask`` settings."""
     spec = model.spec
     grid = (spec.num_frames // spec.tubelet, spec.img_size // spec.patch, spec.img_size // spec.patch)
@@ -88,9 +104,9 @@ def run_recon(model: VideoMAEPretrainer, cfg: Config, strategies: list[str], cli
 
 
 def format_recon(result: dict) -> str:
-    lines = ["| masks | predict 0 | clip | blank clip | without the clip (0 - blank) | from the clip (blank - clip) |",
+    lines = ["| masks | learnt nothing | clip | blank clip | without the clip (nothing - blank) | from the clip (blank - clip) |",
              "|---|---:|---:|---:|---:|---:|"]
     for s, r in result.items():
-        lines.append(f"| {s} | {r['zero']:.4f} | {r['clip']:.4f} | {r['blank']:.4f} | "
-                     f"{r['zero'] - r['blank']:+.4f} | {r['blank'] - r['clip']:+.4f} |")
+        lines.append(f"| {s} | {r['nothing']:.4f} | {r['clip']:.4f} | {r['blank']:.4f} | "
+                     f"{r['nothing'] - r['blank']:+.4f} | {r['blank'] - r['clip']:+.4f} |")
     return "\n".join(lines)
