@@ -37,6 +37,8 @@ def test_losses_are_the_training_loss_the_blank_clip_and_nothing(pretrained):
     assert all(bool((m.sum(1) == 192).all()) for m in masks)           # 75 % of 256 tokens, every clip
     again = strategy_masks("mgm", batches, grid, 0.75, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(masks, again))         # every checkpoint gets the same masks
+    other = strategy_masks("random", batches, grid, 0.75, seed=4)
+    assert not all(torch.equal(a, b) for a, b in zip(strategy_masks("random", batches, grid, 0.75, seed=3), other))
     got = reconstruction_losses(model, batches, masks)
     with torch.no_grad():
         clip = sum(float(model(b["video"], m)[0]) * len(m) for b, m in zip(batches, masks)) / 8
