@@ -53,6 +53,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     # the text quotes the ratios the arms pretrained with, not constants
     assert m["mask_ratio"] == {"tube": 0.9, "mgm": 0.75} and "tube masks (ratio 0.9;" in md
     assert m["runs_reused"] == 0 and "reused" not in md
+    assert [i["runs"] for i in m["installations"]] == [2 + 2 * 3]         # every run made here
+    assert m["installations"][0]["installation"]["code"] == m["versions"]["code"] and "runs made with" not in md
 
     # a second call into the same directory reruns nothing and says so, instead of passing the
     # seconds of a call that only drew figures off as the demo's wall time
@@ -89,3 +91,14 @@ def test_progress_counts_parallel_runs_in_wall_time(tmp_path):
         assert bar.work() == 13.0
     finally:
         bar.close()
+
+
+def test_report_names_the_installations_of_reused_runs():
+    from mgm.experiments.write import details
+
+    here = {"mgm": "0.1.0", "code": "aaa", "torch_cpu": "AVX2"}
+    one = dict(details({"installations": [{"installation": here, "runs": 8}]}))
+    assert "runs made with" not in one
+    mixed = dict(details({"installations": [{"installation": here, "runs": 6},
+                                            {"installation": {**here, "code": "bbb"}, "runs": 2}]}))
+    assert mixed["runs made with"].startswith("Made with mgm 0.1.0, code aaa, torch_cpu AVX2 (6 runs); 2 runs with code bbb")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mgm.experiments.provenance import installation
 from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, run_study
 from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
                                     reference_arm, summarize, t975, std_from_test_set, write_outputs)
@@ -52,6 +53,31 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert set(summary) == {"scratch", "tube", "mgm"} and summary["mgm"][1]["finetune_top1"]["seeds"] == [0]
     table = (tmp_path / "st" / "table_study.md").read_text()
     assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table and "opencv " in table
+    here = installation()
+    assert all(r["installation"] == here for r in rows)
+    assert f"Made with mgm {here['mgm']}, code {here['code']}" in table and "more than one" not in table
+
+    # runs made with another installation (or before mgm recorded it) are reused, said before
+    # anything runs, and the table says its rows are mixed
+    results = tmp_path / "st" / "results.jsonl"
+    original = results.read_text()
+    recs = [json.loads(line) for line in original.splitlines()]
+    for rec in recs[:2]:
+        rec["installation"] = {**rec["installation"], "torch_cpu": "AVX512", "cpu": "Other CPU"}
+    del recs[2]["installation"]
+    results.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    notices = []
+    mixed = run_study(s, notice=notices.append)
+    assert len(notices) == 1 and notices[0].startswith("reusing 3 runs made with another installation")
+    assert "1 recorded none; made with torch_cpu AVX512, cpu Other CPU" in notices[0]
+    write_outputs(s, mixed, title="toy")
+    table = (tmp_path / "st" / "table_study.md").read_text()
+    assert "(5 runs); 2 runs with torch_cpu AVX512, cpu Other CPU; 1 run recorded no installation" in table
+    assert "more than one installation" in table
+    results.write_text(original)
+    notices.clear()
+    run_study(s, notice=notices.append)
+    assert notices == []
     fingerprints = json.loads((tmp_path / "st" / "summary_study.json").read_text())["data_sha256"]
     assert set(fingerprints) == {"unlabeled", "labelled", "test"} and f"test {fingerprints['test'][:12]}" in table
     assert "| mgm minus arm, fine-tune |" in table and "| tube | " in table.split("mgm minus arm")[1]
@@ -215,7 +241,8 @@ def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
     writing on into a run directory that the restarted study continues."""
     script = tmp_path / "study.py"
     script.write_text(textwrap.dedent(f"""
-        from mgm.experiments.study import Study, arms_for, run_study
+        from mgm.experiments.provenance import installation
+from mgm.experiments.study import Study, arms_for, run_study
         if __name__ == "__main__":
             run_study(Study(out_dir={str(tmp_path / "st")!r}, arms=arms_for("study", strategies=["tube"], baseline=False),
                             seeds=(0,), labels=(1,), unlabeled=16, pool=1, test=8, pretrain_steps=100000,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 from mgm.masking.options import RATIO_SWEEP, STRATEGIES
 
@@ -146,7 +147,7 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
         if not args.json:
             print(f"[{title} {i}/{n}] done: {label}", flush=True)
 
-    rows = run_study(s, progress=progress)
+    rows = run_study(s, progress=progress, notice=lambda line: print(f"{title}: {line}", file=sys.stderr, flush=True))
     summary = write_outputs(s, rows, title=title, name=name)
     if args.json:
         print(json.dumps(summary, default=str))

@@ -26,8 +26,9 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
+from mgm.experiments.provenance import installation_counts, versions
 from mgm.experiments.study import SCRATCH, Study, arms_for, plan, prepare_data, run_dir, run_study
-from mgm.experiments.tables import data_fingerprints, versions, write_outputs
+from mgm.experiments.tables import data_fingerprints, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
 from mgm.models.checkpoint import load_checkpoint
@@ -137,7 +138,8 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         bar.stage("pretrain, fine-tune, probe", data_s / jobs)
         t = time.perf_counter()
         rows = run_study(s, progress=lambda i, n, label: bar.stage(f"runs done {i}/{n}, last: {label}",
-                                                                   (SECONDS["start"] + SECONDS["probe"] / 2) / jobs))
+                                                                   (SECONDS["start"] + SECONDS["probe"] / 2) / jobs),
+                         notice=lambda line: bar.bar.write(f"mgm demo: {line}", file=sys.stderr))
         fingerprints = data_fingerprints(s)        # hashed once: the summary and metrics.json both record them
         summary = write_outputs(s, rows, title="mgm demo: fine-tuning with K labelled clips per class", name="study",
                                 fingerprints=fingerprints)
@@ -170,7 +172,8 @@ def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool, 
             "fine-tuning, over one pretraining per arm (seed 0)",
             "settings": {f: getattr(s, f) for f in ("pretrain_steps", "finetune_steps", "probe_epochs", "size",
                                                       "frames", "pool")},
-            "figures": figs, "versions": versions(), "data_sha256": fingerprints}
+            "figures": figs, "versions": versions(), "data_sha256": fingerprints,
+            "installations": [{"installation": i, "runs": n} for i, n in installation_counts(rows)]}
 
 
 def _ratios(arms: dict[str, list[str]]) -> dict[str, float]:

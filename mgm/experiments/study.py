@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 from mgm.data.synth import ensure_synth_dataset
+from mgm.experiments.provenance import installation, reuse_notice
 
 SCRATCH = "scratch"
 
@@ -281,8 +282,11 @@ def plan(s: Study) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
     return pre, evals
 
 
-def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
-    """Run what is missing; returns every result row (also in OUT/results.jsonl)."""
+def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None,
+              notice: Callable[[str], None] | None = None) -> list[dict]:
+    """Run what is missing; returns every result row (also in OUT/results.jsonl), each with the
+    installation that made it. ``notice`` gets a line before anything runs when finished runs made
+    with another installation are reused."""
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(s, progress=progress is not None)
@@ -295,6 +299,10 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
                 done[rec["key"]] = rec
     pseeds = pretrain_seed_list(s)
     pre, evals = plan(s)
+    here = installation()
+    line = reuse_notice([done[k] for k in (task_key(s, kind, args) for kind, args in pre + evals) if k in done], here)
+    if line and notice:
+        notice(line)
     total, count = len(pre) + len(evals), 0
     rows: list[dict] = []
     weights: dict[tuple, str | None] = {(SCRATCH, p): None for p in pseeds + list(s.seeds)}
@@ -309,7 +317,8 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None)
         if rec is not None:
             rec = {**rec, "arm": args["arm"], "reused": True}
         else:
-            rec = {"key": key, "kind": kind, **args, **res, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            rec = {"key": key, "kind": kind, **args, **res, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   "installation": here}
             with open(path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
         rows.append(rec)

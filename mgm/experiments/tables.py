@@ -1,6 +1,6 @@
 """Tables and plots of a study's results: mean ± std over seeds per arm, labelled-clip count
 and metric (fine-tune, linear probe, k-NN), and the files a study writes (``write_outputs``) with
-what its numbers depend on (versions, the generated sets' fingerprints)."""
+what its numbers depend on (the installations that made them, the generated sets' fingerprints)."""
 from __future__ import annotations
 
 import csv
@@ -8,11 +8,10 @@ import dataclasses
 import itertools
 import json
 import math
-import os
-import platform
 from pathlib import Path
 
 from mgm.data.synth import set_fingerprint
+from mgm.experiments.provenance import describe_installations, installation_counts, versions
 from mgm.experiments.study import SETS, Study, eval_args, run_dir
 
 METRICS = {"finetune_top1": "fine-tune", "probe_top1": "linear probe", "knn_top1": "k-NN"}
@@ -222,30 +221,6 @@ def plot_summary(summary: dict, path, chance: float = 12.5, title: str = "") -> 
     return path
 
 
-def versions() -> dict:
-    """What a result depends on besides the seed and command. The generated sets are drawn with
-    OpenCV's float warps and antialiased lines, whose rounding differs between some OpenCV releases
-    (4.14 and 5.x draw a few pixels one level apart from the same seed), so the numbers of a study
-    are reproducible on one machine. On another CPU with the same versions the sets and the
-    from-scratch runs were the same and the pretrained runs within the seed spread (docs/results.md)."""
-    import cv2          # heavy imports only when a study writes its outputs, not when the CLI starts
-    import numpy
-    import torch
-
-    import mgm
-
-    v = {"mgm": mgm.__version__, "python": platform.python_version(), "torch": torch.__version__,
-         "torch_cpu": torch.backends.cpu.get_cpu_capability(), "opencv": cv2.__version__,
-         "numpy": numpy.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    try:
-        import av
-
-        v["av"] = av.__version__
-    except ImportError:
-        pass
-    return v
-
-
 def data_fingerprints(s: Study) -> dict[str, str]:
     """The SHA-256 of each generated set (``mgm.data.synth.set_fingerprint``): equal fingerprints
     and versions mean the same runs, to the clip; sets drawn by other versions can be other bytes,
@@ -270,7 +245,9 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     data = fingerprints or data_fingerprints(s)
     (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
                                                           "reference": reference, "paired": paired,
-                                                          "versions": env, "data_sha256": data},
+                                                          "versions": env, "data_sha256": data,
+                                                          "installations": [{"installation": i, "runs": n}
+                                                                            for i, n in installation_counts(rows)]},
                                                          indent=1, default=str) + "\n")
     seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
              "labelled subset, head initialisation and order of the fine-tuning"
@@ -280,8 +257,7 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
                   "initialisation and order over the seed's pretraining)")
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
              f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
-             + "Versions: " + ", ".join(f"{k} {env[k]}" for k in ("mgm", "torch", "torch_cpu", "av", "opencv", "numpy")
-                                        if k in env) + ". Generated sets (SHA-256 of the videos, first 12 hex "
+             + describe_installations(installation_counts(rows)) + " Generated sets (SHA-256 of the videos, first 12 hex "
              "digits): " + ", ".join(f"{k} {v[:12]}" for k, v in data.items()) + ".",
              "", format_table(summary, "finetune_top1"), "",
              *([format_paired(summary, reference, "finetune_top1"), ""] if reference else []),

@@ -10,6 +10,8 @@ import math
 import re
 from pathlib import Path
 
+from mgm.experiments.provenance import describe_installations
+
 CAPTIONS = {
     "study": ("Fine-tuning, linear probe and k-NN per arm",
               "Test top-1 (%) with K labelled clips per class: bars are the mean over the seeds, "
@@ -118,8 +120,12 @@ def details(m: dict) -> list[tuple[str, str]]:
                      f"{_f(rec['loss'].get(a), 4)} vs {_f(v, 4)}"))
     rows.append(("seconds per stage", ", ".join(f"{k} {_f(v)}" for k, v in (m.get("stage_seconds") or {}).items())))
     v = m.get("versions") or {}
-    rows.append(("versions", ", ".join(f"{k} {v[k]}" for k in ("mgm", "torch", "av", "opencv", "python") if k in v)
-                 + f"; {v.get('cpu_count')} CPUs"))
+    rows.append(("versions", ", ".join(f"{k} {v[k]}" for k in ("mgm", "code", "torch", "torch_cpu", "av", "opencv",
+                                                                "python") if k in v)
+                 + f"; {v.get('cpu')}, {v.get('cpu_count')} CPUs"))
+    made = m.get("installations") or []
+    if len(made) > 1:           # runs reused from an earlier demo made with another installation
+        rows.append(("runs made with", describe_installations([(i["installation"], i["runs"]) for i in made])))
     d = m.get("data_sha256") or {}
     if d:
         rows.append(("generated sets, SHA-256 (first 12 hex digits)", ", ".join(f"{k} {h[:12]}" for k, h in d.items())))
