@@ -1,6 +1,7 @@
 """Pre-emption and resume: SIGTERM / SIGUSR1 stop after the step with a checkpoint and exit 75,
 `--resume auto` continues exactly; checkpoints by the clock; a corrupted or refused newest
 checkpoint is skipped (named, with the reason) for the newest one that loads."""
+import json
 import os
 
 import pytest
@@ -10,6 +11,7 @@ from engine_helpers import SMALL, TABLE6_MACHINERY, data_args, losses, make_synt
 from mgm.config import load_config
 from mgm.engine.logging import read_log
 from mgm.engine.preemption import EXIT_PREEMPTED
+from mgm.provenance import installation
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +115,18 @@ def test_corrupted_and_refused_newest_checkpoints_are_skipped(synth, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("mgm pretrain: error: ") and err.count("\n") == 1
     assert "refusing to unpickle it" in err and not marker.exists()
-    # auto: steps 4 and 3 are skipped with their reasons, the run continues from step 2
+    # auto: steps 4 and 3 are skipped with their reasons, the run continues from step 2 (written,
+    # as the test says, with another installation: continued, with a warning naming what differs)
+    st2 = ck / "step_00000002" / "trainer.pt"
+    state = torch.load(st2, weights_only=True)
+    assert state["installation"] == installation()
+    state["installation"] = {**state["installation"], "torch_cpu": "OTHER"}
+    torch.save(state, st2)
     res = run_pretrain(load_config("tiny", [*base, "run.max_steps=5", "run.resume=auto"]))
     assert res["step"] == 5 and not marker.exists()
+    assert f"warning: {ck / 'step_00000002'} was written with another installation (torch_cpu OTHER)" \
+        in capsys.readouterr().err
+    assert json.loads((tmp_path / "pretrained.json").read_text())["installation"] == installation()
     msgs = [r["text"] for r in read_log(tmp_path / "log.jsonl", "message")]
     assert any(m.startswith("resume: skipped step_00000004: ") and "not a readable checkpoint" in m for m in msgs)
     assert any(m.startswith("resume: skipped step_00000003: ") and "refusing to unpickle" in m for m in msgs)

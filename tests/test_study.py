@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgm.experiments.provenance import installation
 from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, run_study
 from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
                                     reference_arm, summarize, t975, std_from_test_set, write_outputs)
+from mgm.provenance import installation
 
 
 def test_study_runs_every_arm_and_resumes(tmp_path):
@@ -241,8 +241,7 @@ def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
     writing on into a run directory that the restarted study continues."""
     script = tmp_path / "study.py"
     script.write_text(textwrap.dedent(f"""
-        from mgm.experiments.provenance import installation
-from mgm.experiments.study import Study, arms_for, run_study
+        from mgm.experiments.study import Study, arms_for, run_study
         if __name__ == "__main__":
             run_study(Study(out_dir={str(tmp_path / "st")!r}, arms=arms_for("study", strategies=["tube"], baseline=False),
                             seeds=(0,), labels=(1,), unlabeled=16, pool=1, test=8, pretrain_steps=100000,

@@ -23,6 +23,7 @@ from mgm.engine import distributed as du
 from mgm.engine.checkpoint import first_line, load_first, load_trainer_state, resume_candidates
 from mgm.engine.run_context import RunError, rng_state, set_rng_state
 from mgm.models.checkpoint import CheckpointError, save_checkpoint, unwrap
+from mgm.provenance import differences, installation
 
 
 class TrainerCheckpoints:
@@ -38,7 +39,7 @@ class TrainerCheckpoints:
             "rng": rng, "world_size": self.ctx.dist.world_size,
             "bad_steps_total": self.bad_steps_total, "bad_in_a_row": self.bad_in_a_row,
             "stateful": du.all_gather_object({k: v.state_dict() for k, v in self.stateful.items()}),
-            "global_batch": self.global_batch,
+            "global_batch": self.global_batch, "installation": installation(),
             # the curve so far: a resumed run's result (fit's "history", "timing") covers the
             # whole run, which summaries of the run's loss (mgm study's table) rely on
             "history": self.history, "timing": dict(self.timing),
@@ -82,6 +83,10 @@ class TrainerCheckpoints:
         self.timing.update(st.get("timing", {}))
         r = self.ctx.dist.rank
         same_world = st.get("world_size") == self.ctx.dist.world_size
+        made_with = st.get("installation")
+        if made_with and made_with != installation() and self.ctx.dist.is_main:
+            print(f"warning: {path} was written with another installation ({differences(made_with, installation())}): "
+                  "the run continues, but its numbers will match an uninterrupted run on neither", file=sys.stderr)
         if not same_world and self.ctx.dist.is_main:
             print(f"warning: {path} was written by {st.get('world_size')} processes, this run has "
                   f"{self.ctx.dist.world_size}: RNG streams restart (the curve will not match exactly)",

@@ -26,13 +26,13 @@ import torch
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.provenance import installation_counts, versions
 from mgm.experiments.study import SCRATCH, Study, arms_for, plan, prepare_data, run_dir, run_study
 from mgm.experiments.tables import data_fingerprints, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
 from mgm.models.checkpoint import load_checkpoint
 from mgm.models.vit import build_model
+from mgm.provenance import installation_counts, versions
 from mgm.video import read_clip
 
 # The demo's protocol sizes. "default" takes about 8 minutes on 2 idle cores (docs/results.md);

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 from mgm.data.synth import ensure_synth_dataset
-from mgm.experiments.provenance import installation, reuse_notice
+from mgm.provenance import installation, reuse_notice
 
 SCRATCH = "scratch"
 

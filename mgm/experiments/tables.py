@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 
 from mgm.data.synth import set_fingerprint
-from mgm.experiments.provenance import describe_installations, installation_counts, versions
 from mgm.experiments.study import SETS, Study, eval_args, run_dir
+from mgm.provenance import describe_installations, installation_counts, versions
 
 METRICS = {"finetune_top1": "fine-tune", "probe_top1": "linear probe", "knn_top1": "k-NN"}
 

@@ -10,7 +10,7 @@ import math
 import re
 from pathlib import Path
 
-from mgm.experiments.provenance import describe_installations
+from mgm.provenance import describe_installations
 
 CAPTIONS = {
     "study": ("Fine-tuning, linear probe and k-NN per arm",

@@ -47,6 +47,7 @@ from mgm.models.vit import (
     VideoMAEPretrainer,
     VideoMAESpec,
 )
+from mgm.provenance import installation
 
 FORMAT = "mgm.videomae"
 FORMAT_VERSION = 1
@@ -329,7 +330,7 @@ def save_checkpoint(model: nn.Module, path, config: dict | None = None, extra: d
 
     ``path`` gets a ``.safetensors`` suffix if it has none; the sidecar is the same name with
     ``.json``: {"format", "format_version", "kind", "model": spec, "config": config,
-    "extra": extra}. ``config`` / ``extra`` must be JSON-serialisable (other values are
+    "extra": extra, "installation": what made the weights (``mgm.provenance.installation``)}. ``config`` / ``extra`` must be JSON-serialisable (other values are
     written with ``str``). Returns the weights path. Files are replaced atomically.
     """
     from safetensors.torch import save_file
@@ -345,7 +346,7 @@ def save_checkpoint(model: nn.Module, path, config: dict | None = None, extra: d
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "kind": kind, "spec": json.dumps(spec)}
     _atomic_write(path, lambda p: save_file(sd, str(p), metadata=meta))
     side = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "model": spec,
-            "config": config, "extra": extra}
+            "config": config, "extra": extra, "installation": installation()}
     _atomic_write(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(side, indent=2, default=str) + "\n"))
     return path
 

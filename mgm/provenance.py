@@ -65,13 +65,21 @@ def versions() -> dict:
         v["av"] = av.__version__
     except ImportError:
         pass
-    return v
+    # plain str: torch.__version__ is a str subclass that torch.load(weights_only=True) refuses in a
+    # checkpoint's trainer state
+    return {k: n if isinstance(n, int) else str(n) for k, n in v.items()}
 
 
 def installation(v: dict | None = None) -> dict:
     """The part of :func:`versions` (default: this process's) that a run's numbers depend on."""
-    v = versions() if v is None else v
+    if v is None:
+        return dict(_this_installation())
     return {k: v[k] for k in NUMBERS_DEPEND_ON if k in v}
+
+
+@functools.lru_cache(maxsize=1)
+def _this_installation() -> dict:
+    return installation(versions())
 
 
 def installation_counts(rows: list[dict]) -> list[tuple[dict | None, int]]:
@@ -89,7 +97,8 @@ def _runs(n: int) -> str:
     return f"{n} run" + ("" if n == 1 else "s")
 
 
-def _differences(inst: dict, ref: dict) -> str:
+def differences(inst: dict, ref: dict) -> str:
+    """What ``inst`` has other than ``ref``, e.g. 'torch_cpu AVX512, cpu Intel Xeon'."""
     return ", ".join(f"{k} {inst.get(k, '?')}" for k in NUMBERS_DEPEND_ON if inst.get(k) != ref.get(k))
 
 
@@ -110,7 +119,7 @@ def describe_installations(counts: list[tuple[dict | None, int]]) -> str:
     others = []
     for inst, m in counts[1:]:
         others.append(f"{_runs(m)} recorded no installation" if inst is None
-                      else f"{_runs(m)} with {_differences(inst, first or {})}")
+                      else f"{_runs(m)} with {differences(inst, first or {})}")
     return (head + "; " + "; ".join(others) + ". **The rows come from more than one installation**: runs made "
             "elsewhere can differ from a rerun here by as much as another seed (docs/results.md, "
             "Reproducibility).") if others else head + "."
@@ -123,7 +132,7 @@ def reuse_notice(reused: list[dict], here: dict) -> str | None:
     if not foreign:
         return None
     unrecorded = sum(1 for r in foreign if not r.get("installation"))
-    diffs = sorted({_differences(r["installation"], here) for r in foreign if r.get("installation")})
+    diffs = sorted({differences(r["installation"], here) for r in foreign if r.get("installation")})
     what = "; ".join(filter(None, [f"{unrecorded} recorded none" if unrecorded else "",
                                    *(f"made with {d}" for d in diffs)]))
     return (f"reusing {_runs(len(foreign))} made with another installation than this one ({what}); "
