@@ -82,15 +82,16 @@ def _this_installation() -> dict:
     return installation(versions())
 
 
-def installation_counts(rows: list[dict]) -> list[tuple[dict | None, int]]:
-    """The installations the rows were made with and how many rows each, most rows first; None
-    for rows that recorded none (made before mgm recorded it)."""
-    counts: dict[str, list] = {}
+def installation_counts(rows: list[dict]) -> list[dict]:
+    """[{"installation": ..., "runs": n}] for the installations the rows were made with, most rows
+    first (the form ``summary_*.json`` and ``metrics.json`` record); installation None for rows
+    that recorded none (made before mgm recorded it)."""
+    counts: dict[str, dict] = {}
     for r in rows:
         inst = r.get("installation")
         key = repr(sorted(inst.items())) if inst else ""
-        counts.setdefault(key, [inst or None, 0])[1] += 1
-    return sorted(((inst, n) for inst, n in counts.values()), key=lambda t: -t[1])
+        counts.setdefault(key, {"installation": inst or None, "runs": 0})["runs"] += 1
+    return sorted(counts.values(), key=lambda c: -c["runs"])
 
 
 def _runs(n: int) -> str:
@@ -102,13 +103,13 @@ def differences(inst: dict, ref: dict) -> str:
     return ", ".join(f"{k} {inst.get(k, '?')}" for k in NUMBERS_DEPEND_ON if inst.get(k) != ref.get(k))
 
 
-def describe_installations(counts: list[tuple[dict | None, int]]) -> str:
+def describe_installations(counts: list[dict]) -> str:
     """One sentence for a table: the installation its rows were made with, or, when they were made
     with several (or some recorded none), how many rows each and how the others differ.
     ``counts``: :func:`installation_counts`."""
     if not counts:
         return "No runs."
-    first, n = counts[0]
+    first, n = counts[0]["installation"], counts[0]["runs"]
     if first is None:
         head = f"{_runs(n)} did not record their installation (made before mgm recorded it)"
     else:
@@ -117,7 +118,8 @@ def describe_installations(counts: list[tuple[dict | None, int]]) -> str:
             return head + "."
         head += f" ({_runs(n)})"
     others = []
-    for inst, m in counts[1:]:
+    for c in counts[1:]:
+        inst, m = c["installation"], c["runs"]
         others.append(f"{_runs(m)} recorded no installation" if inst is None
                       else f"{_runs(m)} with {differences(inst, first or {})}")
     return (head + "; " + "; ".join(others) + ". **The rows come from more than one installation**: runs made "

@@ -83,9 +83,9 @@ class TrainerCheckpoints:
         self.timing.update(st.get("timing", {}))
         r = self.ctx.dist.rank
         same_world = st.get("world_size") == self.ctx.dist.world_size
-        made_with = st.get("installation")
-        if made_with and made_with != installation() and self.ctx.dist.is_main:
-            print(f"warning: {path} was written with another installation ({differences(made_with, installation())}): "
+        made_with, here = st.get("installation"), installation()
+        if made_with and made_with != here and self.ctx.dist.is_main:
+            print(f"warning: {path} was written with another installation ({differences(made_with, here)}): "
                   "the run continues, but its numbers will match an uninterrupted run on neither", file=sys.stderr)
         if not same_world and self.ctx.dist.is_main:
             print(f"warning: {path} was written by {st.get('world_size')} processes, this run has "

@@ -173,7 +173,7 @@ def metrics(s: Study, rows: list[dict], summary: dict, figs: dict, quick: bool, 
             "settings": {f: getattr(s, f) for f in ("pretrain_steps", "finetune_steps", "probe_epochs", "size",
                                                       "frames", "pool")},
             "figures": figs, "versions": versions(), "data_sha256": fingerprints,
-            "installations": [{"installation": i, "runs": n} for i, n in installation_counts(rows)]}
+            "installations": installation_counts(rows)}
 
 
 def _ratios(arms: dict[str, list[str]]) -> dict[str, float]:

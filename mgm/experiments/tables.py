@@ -246,8 +246,7 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     (out / f"summary_{name}.json").write_text(json.dumps({"study": dataclasses.asdict(s), "summary": summary,
                                                           "reference": reference, "paired": paired,
                                                           "versions": env, "data_sha256": data,
-                                                          "installations": [{"installation": i, "runs": n}
-                                                                            for i, n in installation_counts(rows)]},
+                                                          "installations": installation_counts(rows)},
                                                          indent=1, default=str) + "\n")
     seeds = ("one pretraining per arm (seed " + ", ".join(map(str, s.pretrain_seeds)) + "); the seeds vary the "
              "labelled subset, head initialisation and order of the fine-tuning"

@@ -125,7 +125,7 @@ def details(m: dict) -> list[tuple[str, str]]:
                  + f"; {v.get('cpu')}, {v.get('cpu_count')} CPUs"))
     made = m.get("installations") or []
     if len(made) > 1:           # runs reused from an earlier demo made with another installation
-        rows.append(("runs made with", describe_installations([(i["installation"], i["runs"]) for i in made])))
+        rows.append(("runs made with", describe_installations(made)))
     d = m.get("data_sha256") or {}
     if d:
         rows.append(("generated sets, SHA-256 (first 12 hex digits)", ", ".join(f"{k} {h[:12]}" for k, h in d.items())))
