@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
                                  f"data.train={synth / 'train.txt'}", "data.size=224", "data.num_frames=16",
                                  f"data.num_workers={workers}", "model.arch=vit_base", "model.img_size=224",
                                  "model.num_frames=16", "model.decoder_depth=4", "optim.batch_size=32",
-                                 "optim.epochs=100", "optim.warmup_epochs=1", "run.max_steps=20",
+                                 "optim.epochs=100", "optim.warmup_epochs=1", "run.max_steps=20", "run.log_every=1",
                                  "run.device=cuda", "run.precision=bf16", f"run.out_dir={run_dir}",
                                  "run.tensorboard=false"])
     report["parts"].get("pretrain", {}).update(_pretrain_log(run_dir / "log.jsonl"))
