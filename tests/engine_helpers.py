@@ -51,6 +51,11 @@ def run_cli(args, env_extra=None, nproc=1, timeout=240):
                           timeout=timeout, env=_env(env_extra))
 
 
+def run_script(script: Path, args, nproc=1, timeout=240):
+    return subprocess.run([*_launcher(nproc), str(script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=_env())
+
+
 # a training run whose process `rank` sends itself signal SIG right after optimiser step N
 # (Trainer's on_step) — or, with rank -1, sends it to its whole process group (DataLoader workers
 # included) as SLURM does; a clean stop exits as `mgm` does (mgm.engine.preemption.EXIT_PREEMPTED)

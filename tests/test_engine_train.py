@@ -9,13 +9,38 @@ import os
 import pytest
 import torch
 
-from engine_helpers import SMALL, TABLE6_MACHINERY, data_args, losses, make_synth, run_cli, run_signalled_after
+from engine_helpers import (SMALL, TABLE6_MACHINERY, data_args, losses, make_synth, run_cli, run_script,
+                            run_signalled_after)
 from mgm.config import load_config
 from mgm.engine.logging import read_log
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return make_synth(tmp_path_factory)
+
+
+# with the cyclic collector off, nothing frees a DDP wrapper but its run's own teardown
+DDP_LEFT = """
+import gc, sys
+from torch.nn.parallel import DistributedDataParallel
+from mgm.config import load_config
+from mgm.engine.pretrain import run_pretrain
+gc.disable()
+run_pretrain(load_config("tiny", sys.argv[1:]))
+print("DDP wrappers left:", sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects()))
+"""
+
+
+def test_a_two_process_run_frees_its_ddp_wrapper_and_group_before_returning(synth, tmp_path):
+    """The DDP wrapper holds the process group and sits in reference cycles: a run must free it
+    before it returns, or the group is destroyed at interpreter shutdown, where gloo once aborted
+    a finished rank (SIGABRT, "terminate called without an active exception")."""
+    script = tmp_path / "ddp_left.py"
+    script.write_text(DDP_LEFT)
+    p = run_script(script, [*data_args(synth), *SMALL, "optim.batch_size=2", "run.max_steps=2",
+                            f"run.out_dir={tmp_path / 'out'}"], nproc=2)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("DDP wrappers left: 0") == 2, p.stdout + p.stderr[-2000:]
 
 
 def test_two_process_torchrun_matches_single_process(synth, tmp_path):

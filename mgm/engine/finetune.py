@@ -73,63 +73,61 @@ def run_test(ctx, forward, cfg: Config, csv_name: str = "predictions.csv", task:
     return metrics
 
 
+@du.releases_process_group
 def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: bool = True,
                  on_step: Callable[[int], None] | None = None) -> dict:
     ctx = setup_run(cfg)
-    try:
-        dataset, val_dataset = labelled_datasets(cfg, "finetune", dataset, val_dataset)
-        num_classes = dataset.num_classes
-        test_set = None
-        if cfg.data.class_map and not cfg.data.test:
-            raise RunError("data.class_map maps the classes of data.test (the target list) to the "
-                           "training classes; set data.test=TARGET_LIST")
-        if test and (cfg.data.test or cfg.data.val):     # a bad map or test list fails before training
-            test_set = build_test_set(cfg, "finetune", getattr(dataset, "classes", None), num_classes,
-                                      f"the training list {cfg.data.train}")
-        if model is None:
-            model = model_from_config(cfg, "classifier", num_classes)
-        train_model = wrap_model(ctx, model)
-        device = ctx.device
-        f = cfg.finetune
-        mixup = VideoMixup(num_classes, f.mixup, f.cutmix, f.mixup_prob, f.mixup_switch_prob,
-                           f.label_smoothing, seed=cfg.run.seed * 1000 + ctx.dist.rank)
-        use_mixup = mixup.active
+    dataset, val_dataset = labelled_datasets(cfg, "finetune", dataset, val_dataset)
+    num_classes = dataset.num_classes
+    test_set = None
+    if cfg.data.class_map and not cfg.data.test:
+        raise RunError("data.class_map maps the classes of data.test (the target list) to the "
+                       "training classes; set data.test=TARGET_LIST")
+    if test and (cfg.data.test or cfg.data.val):     # a bad map or test list fails before training
+        test_set = build_test_set(cfg, "finetune", getattr(dataset, "classes", None), num_classes,
+                                  f"the training list {cfg.data.train}")
+    if model is None:
+        model = model_from_config(cfg, "classifier", num_classes)
+    train_model = wrap_model(ctx, model)
+    device = ctx.device
+    f = cfg.finetune
+    mixup = VideoMixup(num_classes, f.mixup, f.cutmix, f.mixup_prob, f.mixup_switch_prob,
+                       f.label_smoothing, seed=cfg.run.seed * 1000 + ctx.dist.rank)
+    use_mixup = mixup.active
 
-        def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
-            video = batch["video"].to(device, non_blocking=True)
-            label = batch["label"].to(device, non_blocking=True)
-            if use_mixup:
-                video, target = mixup(video, label)
-                loss = soft_cross_entropy(train_model(video), target)
-            else:
-                loss = F.cross_entropy(train_model(video).float(), label, label_smoothing=f.label_smoothing)
-            return StepOutput(loss, int(video.shape[0]))
+    def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
+        video = batch["video"].to(device, non_blocking=True)
+        label = batch["label"].to(device, non_blocking=True)
+        if use_mixup:
+            video, target = mixup(video, label)
+            loss = soft_cross_entropy(train_model(video), target)
+        else:
+            loss = F.cross_entropy(train_model(video).float(), label, label_smoothing=f.label_smoothing)
+        return StepOutput(loss, int(video.shape[0]))
 
-        def validate() -> dict:
-            model.eval()
-            try:
-                m = evaluate(ctx, model, val_dataset, cfg.optim.batch_size, collate_fn=collate, desc="val")
-            finally:
-                model.train()
-            return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
+    def validate() -> dict:
+        model.eval()
+        try:
+            m = evaluate(ctx, model, val_dataset, cfg.optim.batch_size, collate_fn=collate, desc="val")
+        finally:
+            model.train()
+        return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
 
-        trainer = Trainer(ctx, model, train_model, dataset, step_fn, collate_fn=collate,
-                          stateful={"mixup": mixup}, evaluate=validate if val_dataset is not None else None,
-                          on_step=on_step, desc="finetune", repeats=f.repeated_aug)
-        result = trainer.fit()
+    trainer = Trainer(ctx, model, train_model, dataset, step_fn, collate_fn=collate,
+                      stateful={"mixup": mixup}, evaluate=validate if val_dataset is not None else None,
+                      on_step=on_step, desc="finetune", repeats=f.repeated_aug)
+    result = trainer.fit()
+    if ctx.dist.is_main:
+        result["weights"] = str(save_checkpoint(
+            model, ctx.out_dir / "finetuned.safetensors", config=config_to_dict(cfg),
+            extra={"step": trainer.step, "epoch": trainer.epoch, "classes": getattr(dataset, "classes", None)}))
+    if test_set is not None:
+        model.eval()
+        result["test"] = run_test(ctx, model, cfg, task="finetune", test_set=test_set)
         if ctx.dist.is_main:
-            result["weights"] = str(save_checkpoint(
-                model, ctx.out_dir / "finetuned.safetensors", config=config_to_dict(cfg),
-                extra={"step": trainer.step, "epoch": trainer.epoch, "classes": getattr(dataset, "classes", None)}))
-        if test_set is not None:
-            model.eval()
-            result["test"] = run_test(ctx, model, cfg, task="finetune", test_set=test_set)
-            if ctx.dist.is_main:
-                print(_fmt_test(result["test"]), flush=True)
-        du.barrier()
-        return result
-    finally:
-        du.cleanup()
+            print(_fmt_test(result["test"]), flush=True)
+    du.barrier()
+    return result
 
 
 def _fmt_test(m: dict) -> str:
@@ -144,26 +142,24 @@ def _fmt_test(m: dict) -> str:
     return line
 
 
+@du.releases_process_group
 def run_eval(cfg: Config, model=None) -> dict:
     """``mgm eval``: multi-view test of ``model.init`` (a fine-tuned checkpoint). Its config goes
     to ``OUT_DIR/eval_config.yaml`` (a fine-tuning run's ``config.yaml`` stays as it was)."""
     ctx = setup_run(cfg, config_name="eval_config.yaml")
-    try:
-        if model is None:
-            if not cfg.model.init:
-                raise RunError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")
-            model = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,
-                                    img_size=cfg.model.img_size, kind="classifier")
-        model.to(ctx.device).eval()
-        if getattr(model, "num_classes", 1) == 0:
-            raise RunError(f"{cfg.model.init} has no classification head; fine-tune it first "
-                             "(or use mgm linprobe)")
-        names = recorded_classes(cfg.model.init) if cfg.model.init else None
-        test_set = build_test_set(cfg, "eval", names, model.num_classes, cfg.model.init or "the model")
-        metrics = run_test(ctx, model, cfg, task="eval", test_set=test_set)
-        if ctx.dist.is_main:
-            print(_fmt_test(metrics), flush=True)
-            print(f"per-video predictions: {ctx.out_dir / 'predictions.csv'}", flush=True)
-        return metrics
-    finally:
-        du.cleanup()
+    if model is None:
+        if not cfg.model.init:
+            raise RunError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")
+        model = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,
+                                img_size=cfg.model.img_size, kind="classifier")
+    model.to(ctx.device).eval()
+    if getattr(model, "num_classes", 1) == 0:
+        raise RunError(f"{cfg.model.init} has no classification head; fine-tune it first "
+                         "(or use mgm linprobe)")
+    names = recorded_classes(cfg.model.init) if cfg.model.init else None
+    test_set = build_test_set(cfg, "eval", names, model.num_classes, cfg.model.init or "the model")
+    metrics = run_test(ctx, model, cfg, task="eval", test_set=test_set)
+    if ctx.dist.is_main:
+        print(_fmt_test(metrics), flush=True)
+        print(f"per-video predictions: {ctx.out_dir / 'predictions.csv'}", flush=True)
+    return metrics

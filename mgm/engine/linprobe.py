@@ -114,73 +114,71 @@ def extract_features(ctx, backbone, dataset, batch_size: int, path: Path, desc: 
     return FeatureSet(fs, ys, getattr(dataset, "samples", None), getattr(dataset, "classes", None))
 
 
+@du.releases_process_group
 def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
                  on_step: Callable[[int], None] | None = None) -> dict:
     ctx = setup_run(cfg)
-    try:
-        dataset, val_dataset = labelled_datasets(cfg, "linprobe", dataset, val_dataset)
-        num_classes = dataset.num_classes
-        if backbone is None:
-            if not cfg.model.init:
-                raise RunError("mgm linprobe needs model.init=CHECKPOINT (the pretrained encoder)")
-            backbone = model_from_config(cfg, "classifier", 0)
-        backbone.to(ctx.device).eval()
-        for p in backbone.parameters():
-            p.requires_grad_(False)
-        probe = LinearProbe(backbone.num_features, num_classes).to(ctx.device)
-        train_probe = wrap_model(ctx, probe)
-        device = ctx.device
-        cached = cfg.finetune.cache_features
-        if cached:
-            dataset = extract_features(ctx, backbone, dataset, cfg.optim.batch_size,
-                                       ctx.out_dir / "features_train.pt", "train")
-            if val_dataset is not None:
-                val_dataset = extract_features(ctx, backbone, val_dataset, cfg.optim.batch_size,
-                                               ctx.out_dir / "features_val.pt", "val")
-        smoothing = cfg.finetune.label_smoothing
+    dataset, val_dataset = labelled_datasets(cfg, "linprobe", dataset, val_dataset)
+    num_classes = dataset.num_classes
+    if backbone is None:
+        if not cfg.model.init:
+            raise RunError("mgm linprobe needs model.init=CHECKPOINT (the pretrained encoder)")
+        backbone = model_from_config(cfg, "classifier", 0)
+    backbone.to(ctx.device).eval()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    probe = LinearProbe(backbone.num_features, num_classes).to(ctx.device)
+    train_probe = wrap_model(ctx, probe)
+    device = ctx.device
+    cached = cfg.finetune.cache_features
+    if cached:
+        dataset = extract_features(ctx, backbone, dataset, cfg.optim.batch_size,
+                                   ctx.out_dir / "features_train.pt", "train")
+        if val_dataset is not None:
+            val_dataset = extract_features(ctx, backbone, val_dataset, cfg.optim.batch_size,
+                                           ctx.out_dir / "features_val.pt", "val")
+    smoothing = cfg.finetune.label_smoothing
 
-        def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
-            x = batch["video"].to(device, non_blocking=True)
-            if not cached:
-                with torch.no_grad():
-                    x = backbone.forward_features(x)
-            logits = train_probe(x)
-            loss = F.cross_entropy(logits.float(), batch["label"].to(device), label_smoothing=smoothing)
-            return StepOutput(loss, int(x.shape[0]))
+    def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
+        x = batch["video"].to(device, non_blocking=True)
+        if not cached:
+            with torch.no_grad():
+                x = backbone.forward_features(x)
+        logits = train_probe(x)
+        loss = F.cross_entropy(logits.float(), batch["label"].to(device), label_smoothing=smoothing)
+        return StepOutput(loss, int(x.shape[0]))
 
-        def validate() -> dict:
-            probe.eval()
-            try:
-                fwd = probe if cached else ProbedClassifier(backbone, probe)
-                m = evaluate(ctx, fwd, val_dataset, cfg.optim.batch_size, collate_fn=None if cached else collate,
-                             desc="val")
-            finally:
-                probe.train()
-            return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
+    def validate() -> dict:
+        probe.eval()
+        try:
+            fwd = probe if cached else ProbedClassifier(backbone, probe)
+            m = evaluate(ctx, fwd, val_dataset, cfg.optim.batch_size, collate_fn=None if cached else collate,
+                         desc="val")
+        finally:
+            probe.train()
+        return {"top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
 
-        def save_weights(_model, d: Path) -> None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()},
-                      str(d / "probe.safetensors"))
-            save_folded(backbone, probe, d / "model.safetensors", config_to_dict(cfg), {"linprobe": True})
+    def save_weights(_model, d: Path) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()},
+                  str(d / "probe.safetensors"))
+        save_folded(backbone, probe, d / "model.safetensors", config_to_dict(cfg), {"linprobe": True})
 
-        def load_weights(_model, d: Path) -> None:
-            probe.load_state_dict(load_file(str(d / "probe.safetensors")))
+    def load_weights(_model, d: Path) -> None:
+        probe.load_state_dict(load_file(str(d / "probe.safetensors")))
 
-        trainer = Trainer(ctx, probe, train_probe, dataset, step_fn,
-                          params=list(probe.parameters()), collate_fn=None if cached else collate,
-                          save_weights=save_weights, load_weights=load_weights,
-                          evaluate=validate if val_dataset is not None else None, on_step=on_step,
-                          desc="linprobe")
-        result = trainer.fit()
-        if ctx.dist.is_main:
-            result["weights"] = str(save_folded(backbone, probe, ctx.out_dir / "linprobe.safetensors",
-                                                config_to_dict(cfg), {"linprobe": True}))
-        if "val" in result and ctx.dist.is_main:
-            (ctx.out_dir / "val_metrics.json").write_text(json.dumps(result["val"], indent=1) + "\n")
-        du.barrier()
-        return result
-    finally:
-        du.cleanup()
+    trainer = Trainer(ctx, probe, train_probe, dataset, step_fn,
+                      params=list(probe.parameters()), collate_fn=None if cached else collate,
+                      save_weights=save_weights, load_weights=load_weights,
+                      evaluate=validate if val_dataset is not None else None, on_step=on_step,
+                      desc="linprobe")
+    result = trainer.fit()
+    if ctx.dist.is_main:
+        result["weights"] = str(save_folded(backbone, probe, ctx.out_dir / "linprobe.safetensors",
+                                            config_to_dict(cfg), {"linprobe": True}))
+    if "val" in result and ctx.dist.is_main:
+        (ctx.out_dir / "val_metrics.json").write_text(json.dumps(result["val"], indent=1) + "\n")
+    du.barrier()
+    return result
 
 
 def save_folded(backbone: nn.Module, probe: LinearProbe, path, config: dict, extra: dict | None = None):

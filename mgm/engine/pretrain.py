@@ -61,30 +61,28 @@ def batch_masks(cfg: Config, batch: dict, step: int, micro: int, world: int, ran
     return mask.reshape(b, -1)
 
 
+@du.releases_process_group
 def run_pretrain(cfg: Config, model=None, dataset=None, on_step: Callable[[int], None] | None = None) -> dict:
     ctx = setup_run(cfg)
-    try:
-        if dataset is None:
-            dataset = build_dataset(cfg, "train", task="pretrain", guidance=cfg.mask.strategy in GUIDED)
-        if model is None:
-            model = model_from_config(cfg, "pretrainer")
-        train_model = wrap_model(ctx, model)
-        device, d = ctx.device, ctx.dist
+    if dataset is None:
+        dataset = build_dataset(cfg, "train", task="pretrain", guidance=cfg.mask.strategy in GUIDED)
+    if model is None:
+        model = model_from_config(cfg, "pretrainer")
+    train_model = wrap_model(ctx, model)
+    device, d = ctx.device, ctx.dist
 
-        def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
-            video = batch["video"].to(device, non_blocking=True)
-            mask = batch_masks(cfg, batch, step, micro, d.world_size, d.rank, ctx.accum_steps, device)
-            loss, _ = train_model(video, mask)
-            return StepOutput(loss, int(video.shape[0]), {"masked_ratio": mask.float().mean()})
+    def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
+        video = batch["video"].to(device, non_blocking=True)
+        mask = batch_masks(cfg, batch, step, micro, d.world_size, d.rank, ctx.accum_steps, device)
+        loss, _ = train_model(video, mask)
+        return StepOutput(loss, int(video.shape[0]), {"masked_ratio": mask.float().mean()})
 
-        trainer = Trainer(ctx, model, train_model, dataset, step_fn, collate_fn=collate, desc="pretrain",
-                          on_step=on_step)
-        result = trainer.fit()
-        if d.is_main:
-            path = save_checkpoint(model, ctx.out_dir / "pretrained.safetensors", config=config_to_dict(cfg),
-                                   extra={"step": trainer.step, "epoch": trainer.epoch})
-            result["weights"] = str(path)
-        du.barrier()
-        return result
-    finally:
-        du.cleanup()
+    trainer = Trainer(ctx, model, train_model, dataset, step_fn, collate_fn=collate, desc="pretrain",
+                      on_step=on_step)
+    result = trainer.fit()
+    if d.is_main:
+        path = save_checkpoint(model, ctx.out_dir / "pretrained.safetensors", config=config_to_dict(cfg),
+                               extra={"step": trainer.step, "epoch": trainer.epoch})
+        result["weights"] = str(path)
+    du.barrier()
+    return result
