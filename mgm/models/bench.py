@@ -159,20 +159,20 @@ class _Step:
         return dt, (torch.cuda.max_memory_allocated() if cuda else 0)
 
 
+# the 'max' batch is searched within 95 % of the memory: at 100 %, 512 fitted in the search and
+# then ran out of memory in the timed rounds, also after empty_cache (H200, ViT-B, ratio 0.75)
 SEARCH_MEMORY_FRACTION = 0.95
 
 
-def first_step(step):
-    """The untimed first step; an out-of-memory there is retried once after freeing the blocks
-    cached for other shapes (the batch search ran alone: the largest batch that fits is within a
-    few percent of the memory, and what the other configurations left cached can tip it over)."""
+def largest_batch_in_memory(make_step, limit: int, dev) -> int:
     import torch
 
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    torch.cuda.set_per_process_memory_fraction(SEARCH_MEMORY_FRACTION, index)
     try:
-        return step()
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return step()
+        return largest_batch(lambda b: _fits(make_step, b), limit)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
 
 
 def _fits(make_step, batch: int) -> bool:
@@ -268,14 +268,7 @@ def run(args) -> int:
                 for b in batches:
                     if b == "max":
                         t0 = time.perf_counter()
-                        # searched within 95 % of the memory: a batch that only just fits alone
-                        # ran out of memory in the timed rounds after the other configurations
-                        # (H200, ViT-B 0.75: 512 fitted in the search, then OOM even after empty_cache)
-                        torch.cuda.set_per_process_memory_fraction(SEARCH_MEMORY_FRACTION, torch.cuda.current_device() if dev.index is None else dev.index)
-                        try:
-                            found["max"] = largest_batch(lambda x: _fits(make, x), args.max_batch)
-                        finally:
-                            torch.cuda.set_per_process_memory_fraction(1.0, torch.cuda.current_device() if dev.index is None else dev.index)
+                        found["max"] = largest_batch_in_memory(make, args.max_batch, dev)
                         print(f"  {arch} {size}^2 ratio {ratio}: largest batch that fits in "
                               f"{SEARCH_MEMORY_FRACTION:.0%} of the memory {found['max']} "
                               f"({time.perf_counter() - t0:.0f} s search, eager)", flush=True)
@@ -295,7 +288,7 @@ def run(args) -> int:
     for c in configs:  # untimed: first step (compiles), SDPA kernel, CPU activation bytes
         t0 = time.perf_counter()
         try:
-            first_step(c["step"])
+            c["step"]()
         except torch.cuda.OutOfMemoryError:  # e.g. compiled at the batch eager just fitted
             c["oom"], c["first_step_s"], c["sdpa"] = True, time.perf_counter() - t0, "-"
             torch.cuda.empty_cache()
