@@ -27,10 +27,11 @@ import time
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mgm.data.transforms import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
 from mgm.models import build_pretrainer
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1) * 255
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1) * 255
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1) * 255
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255
 
 
 class ReadyClips(Dataset):

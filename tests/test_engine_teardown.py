@@ -15,38 +15,34 @@ class Cyclic:
         self.me = self
 
 
-def test_a_returning_run_leaves_nothing_in_cycles():
-    refs = []
+@pytest.fixture
+def collector_off():
+    gc.disable()
+    yield
+    gc.enable()
 
+
+def decorated_run(refs: list, raises: bool):
     @releases_process_group
     def run():
         obj = Cyclic()
         refs.append(weakref.ref(obj))
+        if raises:
+            raise RuntimeError("stopped")
         return "done"
-
-    gc.disable()
-    try:
-        assert run() == "done"
-        assert refs[0]() is None
-    finally:
-        gc.enable()
+    return run
 
 
-def test_a_raising_run_leaves_nothing_in_cycles_and_its_error_still_reaches_the_caller():
+def test_a_returning_run_leaves_nothing_in_cycles(collector_off):
     refs = []
+    assert decorated_run(refs, raises=False)() == "done"
+    assert refs[0]() is None
 
-    @releases_process_group
-    def run():
-        obj = Cyclic()
-        refs.append(weakref.ref(obj))
-        raise RuntimeError("stopped")
 
-    gc.disable()
-    try:
-        with pytest.raises(RuntimeError, match="stopped") as info:
-            run()
-        # the traceback keeps the run's frame, not its locals
-        assert refs[0]() is None
-        assert info.traceback[-1].name == "run"
-    finally:
-        gc.enable()
+def test_a_raising_run_leaves_nothing_in_cycles_and_its_error_still_reaches_the_caller(collector_off):
+    refs = []
+    with pytest.raises(RuntimeError, match="stopped") as info:
+        decorated_run(refs, raises=True)()
+    # the traceback keeps the run's frame, not its locals
+    assert refs[0]() is None
+    assert info.traceback[-1].name == "run"

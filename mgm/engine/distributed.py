@@ -68,11 +68,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    if is_dist():
-        dist.destroy_process_group()
-
-
 def releases_process_group(run):
     """Decorator of the ``run_*`` entry points: when ``run`` returns or raises, free what it left
     and destroy the process group while the interpreter is whole.
@@ -93,7 +88,8 @@ def releases_process_group(run):
             raise
         finally:
             gc.collect()
-            cleanup()
+            if is_dist():
+                dist.destroy_process_group()
     return wrapper
 
 
