@@ -13,6 +13,7 @@ from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.evaluate import accumulate_views, combine_partials, finalize, merge_views
 from mgm.engine.mixup import VideoMixup, smooth_one_hot, soft_cross_entropy
 from mgm.engine.optim import LARS, CosineSchedule, build_optimizer, param_groups
+from mgm.engine.run_context import RepeatedAugDataset
 from mgm.engine.samplers import ResumableDistributedSampler
 
 
@@ -140,12 +141,40 @@ def test_sampler_shards_repeats_and_resumes():
     # repeated augmentation: r copies j = i*r + c, adjacent
     rep = ResumableDistributedSampler(4, 1, 0, seed=0, repeats=3)
     order = list(rep)
-    assert len(order) == 12
+    assert sorted(order) == list(range(12))
     for k in range(0, 12, 3):
-        assert order[k:k + 3] == order[k:k + 3]
+        i = order[k] // 3
+        assert order[k:k + 3] == [3 * i, 3 * i + 1, 3 * i + 2]
     # padding: odd count over two ranks wraps around
     odd = [ResumableDistributedSampler(5, 2, r, shuffle=False) for r in range(2)]
     assert list(odd[0]) == [0, 2, 4] and list(odd[1]) == [1, 3, 0]
+
+
+class _SeedEcho(torch.utils.data.Dataset):
+    """(sample, the seed its augmentation would be drawn from)."""
+    seed = 7
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return i, self.seed
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_repeated_augmentation_trains_every_sample_r_times_with_r_different_draws(world):
+    # the pair the Trainer builds for finetune.repeated_aug = r: the sampler's item indices must
+    # be the ones RepeatedAugDataset decodes (it once gave i r times: half the set, equal copies)
+    r = 2
+    data = RepeatedAugDataset(_SeedEcho(), r)
+    items = []
+    for rank in range(world):
+        sampler = ResumableDistributedSampler(6, world, rank, seed=1, repeats=r)
+        sampler.set_epoch(3)
+        items += [data[j] for j in sampler]
+    assert sorted(i for i, _ in items) == [i for i in range(6) for _ in range(r)]
+    for i in range(6):
+        assert len({seed for k, seed in items if k == i}) == r
 
 
 # ---------------------------------------------------------------- mixup / cutmix

@@ -1,9 +1,12 @@
 """A distributed sampler with repeated augmentation that can resume in the middle of an epoch.
 
 Order of epoch ``e``: a permutation of ``range(n)`` drawn from ``seed + e`` (or the identity
-without shuffling); with ``repeats = r`` every index appears ``r`` times in a row (each copy
-gets its own random augmentation when the dataset draws per call, which is the repeated
-augmentation of Hoffer et al. / VideoMAE's ``num_sample``); the list is padded by wrapping
+without shuffling); with ``repeats = r`` sample ``i`` becomes the ``r`` adjacent item indices
+``i*r, i*r + 1, ..., i*r + r - 1`` of ``RepeatedAugDataset`` (copy ``c`` of sample ``i`` is item
+``i*r + c`` and gets its own random augmentation: the repeated augmentation of Hoffer et al. /
+VideoMAE's ``num_sample``; until 2026-12-04 the sampler gave ``i`` itself ``r`` times, so the
+wrapper read identical copies of sample ``i // r`` and the upper half of the set was never
+trained on with ``repeats = 2``); the list is padded by wrapping
 around to a multiple of the world size (or truncated with ``drop_last``) and rank ``k`` takes
 positions ``k, k + W, k + 2W, ...``.
 
@@ -61,7 +64,7 @@ class ResumableDistributedSampler(Sampler[int]):
         else:
             order = list(range(self.n))
         if self.repeats > 1:
-            order = [i for i in order for _ in range(self.repeats)]
+            order = [i * self.repeats + c for i in order for c in range(self.repeats)]
         if len(order) < self.total_size:
             pad = self.total_size - len(order)
             order = order + (order * math.ceil(pad / len(order)))[:pad]
