@@ -13,8 +13,7 @@ from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.evaluate import accumulate_views, combine_partials, finalize, merge_views
 from mgm.engine.mixup import VideoMixup, smooth_one_hot, soft_cross_entropy
 from mgm.engine.optim import LARS, CosineSchedule, build_optimizer, param_groups
-from mgm.engine.run_context import RepeatedAugDataset
-from mgm.engine.samplers import ResumableDistributedSampler
+from mgm.engine.samplers import EpochItems, EpochStream, ResumableDistributedSampler
 
 
 # ---------------------------------------------------------------- layer decay
@@ -151,30 +150,44 @@ def test_sampler_shards_repeats_and_resumes():
 
 
 class _SeedEcho(torch.utils.data.Dataset):
-    """(sample, the seed its augmentation would be drawn from)."""
+    """(sample, epoch, the seed its augmentation would be drawn from)."""
     seed = 7
 
     def __len__(self):
         return 6
 
-    def __getitem__(self, i):
-        return i, self.seed
+    def item(self, i, epoch):
+        return i, epoch, self.seed
 
 
 @pytest.mark.parametrize("world", [1, 2])
 def test_repeated_augmentation_trains_every_sample_r_times_with_r_different_draws(world):
-    # the pair the Trainer builds for finetune.repeated_aug = r: the sampler's item indices must
-    # be the ones RepeatedAugDataset decodes (it once gave i r times: half the set, equal copies)
+    # the pair the Trainer reads for finetune.repeated_aug = r: the sampler's item indices must
+    # be the ones EpochItems decodes (it once gave i r times: half the set, equal copies)
     r = 2
-    data = RepeatedAugDataset(_SeedEcho(), r)
+    data = EpochItems(_SeedEcho(), r)
     items = []
     for rank in range(world):
         sampler = ResumableDistributedSampler(6, world, rank, seed=1, repeats=r)
         sampler.set_epoch(3)
-        items += [data[j] for j in sampler]
-    assert sorted(i for i, _ in items) == [i for i in range(6) for _ in range(r)]
+        items += [data[pair] for pair in EpochStream(sampler, 6 * r // world, 4)]
+    assert sorted(i for i, _, _ in items) == [i for i in range(6) for _ in range(r)]
+    assert {e for _, e, _ in items} == {3}
     for i in range(6):
-        assert len({seed for k, seed in items if k == i}) == r
+        assert len({seed for k, _, seed in items if k == i}) == r
+
+
+def test_epoch_stream_chains_epochs_cut_to_whole_steps_from_the_resume_position():
+    sampler = ResumableDistributedSampler(10, 2, 1, seed=5)       # rank 1 of 2: 5 items an epoch
+    sampler.set_epoch(2)
+    sampler.set_start(2)                                            # resumed after 2 items
+    stream = EpochStream(sampler, 4, 5)                             # 2 steps of 2 an epoch
+    pairs = list(stream)
+    assert len(pairs) == len(stream) == 2 + 4 + 4
+    assert pairs == ([(2, i) for i in sampler.indices(2)[2:4]] + [(3, i) for i in sampler.indices(3)[:4]]
+                     + [(4, i) for i in sampler.indices(4)[:4]])
+    assert sampler.indices(3) != sampler.indices(4)                 # each epoch its own order
+    assert (EpochItems(_SeedEcho())[(4, 3)]) == (3, 4, 7)
 
 
 # ---------------------------------------------------------------- mixup / cutmix

@@ -194,6 +194,29 @@ def test_runs_leave_no_loader_workers_behind(synth, tmp_path):
     assert multiprocessing.active_children() == []
 
 
+def test_one_loader_iterator_serves_every_epoch_and_trains_what_no_workers_train(synth, tmp_path, monkeypatch):
+    """The workers decode across epoch boundaries (mgm.engine.samplers): one iterator for the run,
+    and the batches, hence the losses, are those of the same run without workers."""
+    from torch.utils.data import DataLoader
+
+    from mgm.engine.pretrain import run_pretrain
+    from mgm.engine.samplers import EpochStream
+
+    made = []
+    make_iter = DataLoader.__iter__
+    monkeypatch.setattr(DataLoader, "__iter__", lambda self: (
+        made.append(type(self.batch_sampler.sampler).__name__), make_iter(self))[1])
+    runs = {}
+    for workers in (0, 1):
+        small = [a for a in SMALL if not a.startswith("data.num_workers")] + [f"data.num_workers={workers}"]
+        cfg = load_config("tiny", [*data_args(synth), *small, f"run.out_dir={tmp_path / str(workers)}",
+                                   "optim.batch_size=8", "optim.epochs=3", "optim.warmup_epochs=1"])
+        runs[workers] = run_pretrain(cfg)
+    assert made == [EpochStream.__name__] * 2
+    assert runs[1]["epoch"] == 3 and len(runs[1]["history"]) == 3 * (len(runs[1]["history"]) // 3) > 3
+    assert [h["loss"] for h in runs[1]["history"]] == [h["loss"] for h in runs[0]["history"]]
+
+
 def test_gradient_accumulation_matches_the_large_batch(synth, tmp_path):
     from mgm.engine.pretrain import run_pretrain
 
@@ -233,16 +256,20 @@ def test_multiview_eval_two_processes_matches_single(synth, tmp_path):
 
 def test_repeated_augmentation_copies_differ_and_are_reproducible(synth):
     from mgm.data import build_dataset
-    from mgm.engine.run_context import RepeatedAugDataset
+    from mgm.engine.samplers import EpochItems
 
     cfg = load_config("tiny_finetune", [*data_args(synth), *SMALL])
     ds = build_dataset(cfg, "train", "finetune")
-    rep = RepeatedAugDataset(ds, 2)
+    rep = EpochItems(ds, 2)
     assert len(rep) == 2 * len(ds)
-    a, b, again = rep[0], rep[1], rep[0]
+    a, b, again = rep[(1, 0)], rep[(1, 1)], rep[(1, 0)]
     assert a["index"] == b["index"] == 0 and a["label"] == b["label"]
     assert not torch.equal(a["video"], b["video"])          # its own augmentation
     assert torch.equal(a["video"], again["video"]) and ds.seed == cfg.run.seed
+    # the epoch travels with the index: the same draw as ds[0] after set_epoch, another epoch's differs
+    ds.set_epoch(1)
+    assert torch.equal(a["video"], ds[0]["video"])
+    assert not torch.equal(a["video"], rep[(2, 0)]["video"])
 
 
 def test_corrupt_videos_are_named_in_the_epoch_report(synth, tmp_path):

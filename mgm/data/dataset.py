@@ -2,7 +2,7 @@
 
     ds = build_dataset(cfg, split="train", task="pretrain", guidance=True)
     ds.set_epoch(epoch)
-    item = ds[i]   # video (3,T,H,W) float32, label, index, view, bad, short, requested; with
+    item = ds[i]   # = ds.item(i, epoch); video (3,T,H,W) float32, label, index, view, bad, short, requested; with
                    # guidance=True also magnitude + magnitude_valid (T', Hp, Wp): the patch-grid
                    # motion the masks follow
 
@@ -10,7 +10,9 @@ The dataset never builds masks: the training step does, for the whole batch at o
 (``mgm.engine.pretrain``), from the magnitude grids returned here.
 
 Randomness of item i in epoch e is drawn from ``default_rng([run.seed, e, i, attempt])``:
-the same seed gives the same items whatever the number of workers or their order.
+the same seed gives the same items whatever the number of workers or their order. The trainer
+reads ``ds.item(i, e)`` (its one DataLoader iterator spans epochs, so the epoch travels with the
+index: ``mgm.engine.samplers``); ``ds[i]`` is ``ds.item(i, e)`` with the epoch of ``set_epoch``.
 
 A video that cannot be used (missing, empty, not a video, no video stream, decoder error; on
 the train split also fewer frames than ``data.num_frames``) is replaced by its own stand-in
@@ -127,27 +129,31 @@ class VideoDataset(torch.utils.data.Dataset):
     def epoch(self) -> int:
         return int(self._epoch[0])
 
-    def rng(self, index: int, attempt: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed & 0xFFFFFFFF, self.epoch, index, attempt])
+    def rng(self, index: int, epoch: int, attempt: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
 
-    def replacements(self) -> Replacements:
-        """This epoch's stand-ins for unusable videos (``mgm.data.replacement``)."""
+    def replacements(self, epoch: int) -> Replacements:
+        """Epoch ``epoch``'s stand-ins for unusable videos (``mgm.data.replacement``)."""
         r = self._replacements
-        if r is None or r.epoch != self.epoch:
-            r = Replacements(len(self.samples), self.replace_seed, self.epoch, self.is_unusable)
+        if r is None or r.epoch != epoch:
+            r = Replacements(len(self.samples), self.replace_seed, epoch, self.is_unusable)
             self._replacements = r
         return r
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Item ``index`` as drawn in epoch ``epoch`` (augmentation, clip position, stand-ins)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         vid, view = divmod(index, self.views)
         failed: list[tuple[int, str]] = []
-        for attempt, cand in enumerate(self._candidates(vid)):
+        for attempt, cand in enumerate(self._candidates(vid, epoch)):
             reason = self.unusable(cand)
             if not reason:
                 try:
-                    item = self.load(cand, view, self.rng(index, attempt))
+                    out = self.load(cand, view, self.rng(index, epoch, attempt))
                 except Exception as e:  # noqa: BLE001 - any failure of one video is reported, not fatal
                     reason = _reason(e, self.samples[cand].path)
             if reason:
@@ -156,20 +162,20 @@ class VideoDataset(torch.utils.data.Dataset):
                     failed.append((cand, reason))
                 continue
             used = self.samples[cand].path
-            item["bad"] = [f"{self.samples[v].path}: {r} (replaced by {used})" for v, r in failed]
+            out["bad"] = [f"{self.samples[v].path}: {r} (replaced by {used})" for v, r in failed]
             n = self._nframes.get(cand, 0)
-            item["short"] = ([f"{used}: {n} frames, clip needs {self.span} (the last frame repeats)"]
-                             if n < self.span else [])
-            item["requested"] = int(vid)
-            return item
+            out["short"] = ([f"{used}: {n} frames, clip needs {self.span} (the last frame repeats)"]
+                            if n < self.span else [])
+            out["requested"] = int(vid)
+            return out
         raise DataError(
             f"no readable video stands in for index {vid} of {self.ann.source} (every candidate is "
             f"unusable; {self.samples[vid].path}: {self.unusable(vid) or failed[0][1]}); run "
             "`mgm data check` on the list")
 
-    def _candidates(self, vid: int):
+    def _candidates(self, vid: int, epoch: int):
         yield vid
-        yield from self.replacements().candidates(vid)    # only reached when vid fails
+        yield from self.replacements(epoch).candidates(vid)    # only reached when vid fails
 
     # ------------------------------------------------------------ one video
 

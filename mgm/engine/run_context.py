@@ -6,8 +6,7 @@
     loader = make_loader(ctx, dataset, sampler, batch_size, drop_last)
 
 ``RunContext`` carries the config, the process group, the output directory, the autocast
-dtype and the fp16 GradScaler. ``RepeatedAugDataset`` is the dataset side of repeated
-augmentation. ``rng_state`` / ``set_rng_state`` capture every RNG for an exact resume
+dtype and the fp16 GradScaler. ``rng_state`` / ``set_rng_state`` capture every RNG for an exact resume
 (``mgm.engine.trainer``).
 """
 from __future__ import annotations
@@ -131,35 +130,6 @@ def make_loader(ctx: RunContext, dataset, sampler, batch_size: int, drop_last: b
         # a private generator: making an iterator must not consume the global torch RNG,
         # or a resumed run would draw different drop-path / mixup numbers than the original
         generator=torch.Generator().manual_seed(ctx.cfg.run.seed), **kwargs)
-
-
-class RepeatedAugDataset(torch.utils.data.Dataset):
-    """Repeated augmentation: item ``j`` is sample ``j // r`` drawn with its own augmentation
-    (copy ``c = j % r`` shifts the dataset's seed, whose draws are otherwise a pure function of
-    (seed, epoch, index)). Pair with ``ResumableDistributedSampler(repeats=r)``."""
-
-    def __init__(self, dataset, repeats: int):
-        self.dataset = dataset
-        self.repeats = repeats
-
-    def __len__(self) -> int:
-        return len(self.dataset) * self.repeats
-
-    def __getattr__(self, name):
-        if name in ("dataset", "repeats"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __getitem__(self, j: int):
-        i, c = divmod(j, self.repeats)
-        if c == 0 or not hasattr(self.dataset, "seed"):
-            return self.dataset[i]
-        old = self.dataset.seed
-        self.dataset.seed = (old + 0x9E3779B1 * c) & 0xFFFFFFFF
-        try:
-            return self.dataset[i]
-        finally:
-            self.dataset.seed = old
 
 
 def wrap_model(ctx: RunContext, model: torch.nn.Module, trainable: bool = True):

@@ -1,8 +1,10 @@
-"""A distributed sampler with repeated augmentation that can resume in the middle of an epoch.
+"""What the Trainer's DataLoader reads, in which order: a distributed sampler with repeated
+augmentation that can resume in the middle of an epoch, the stream of its epochs, and the
+dataset view that decodes the stream's items.
 
 Order of epoch ``e``: a permutation of ``range(n)`` drawn from ``seed + e`` (or the identity
 without shuffling); with ``repeats = r`` sample ``i`` becomes the ``r`` adjacent item indices
-``i*r, i*r + 1, ..., i*r + r - 1`` of ``RepeatedAugDataset`` (copy ``c`` of sample ``i`` is item
+``i*r, i*r + 1, ..., i*r + r - 1`` of ``EpochItems`` (copy ``c`` of sample ``i`` is item
 ``i*r + c`` and gets its own random augmentation: the repeated augmentation of Hoffer et al. /
 VideoMAE's ``num_sample``; until 2026-12-04 the sampler gave ``i`` itself ``r`` times, so the
 wrapper read identical copies of sample ``i // r`` and the upper half of the set was never
@@ -15,6 +17,13 @@ Consequence used by the tests: with per-process batch ``b``, global step ``s`` s
 two with ``b`` train on the same clips.
 
 ``set_start(k)`` skips the first ``k`` samples of this rank's share (mid-epoch resume).
+
+``EpochStream`` chains the epochs into one iterable of ``(epoch, item)`` pairs, each epoch cut to
+the samples its optimiser steps use, and ``EpochItems`` reads a pair as copy ``item % r`` of
+sample ``item // r`` drawn in ``epoch``. One DataLoader iterator then serves a whole run: while the
+last steps of an epoch train, the workers already decode the first batches of the next one. With
+an iterator per epoch, every epoch began by waiting for one worker to decode a whole batch alone
+(10-14 s at batch 128 on a 16-core H200 host, against 0.23 s for a step; benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -55,11 +64,11 @@ class ResumableDistributedSampler(Sampler[int]):
         """Skip the first ``start`` samples of this rank's share of the current epoch."""
         self.start = max(0, int(start))
 
-    def epoch_order(self) -> list[int]:
-        """The global (all ranks) order of the current epoch, padded/truncated."""
+    def epoch_order(self, epoch: int | None = None) -> list[int]:
+        """The global (all ranks) order of epoch ``epoch`` (default: the current), padded/truncated."""
         if self.shuffle:
             g = torch.Generator()
-            g.manual_seed(self.seed + self.epoch)
+            g.manual_seed(self.seed + (self.epoch if epoch is None else epoch))
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
@@ -70,8 +79,9 @@ class ResumableDistributedSampler(Sampler[int]):
             order = order + (order * math.ceil(pad / len(order)))[:pad]
         return order[: self.total_size]
 
-    def indices(self) -> list[int]:
-        return self.epoch_order()[self.rank: self.total_size: self.num_replicas]
+    def indices(self, epoch: int | None = None) -> list[int]:
+        """This rank's share of epoch ``epoch`` (default: the current)."""
+        return self.epoch_order(epoch)[self.rank: self.total_size: self.num_replicas]
 
     def __iter__(self):
         return iter(self.indices()[self.start:])
@@ -85,3 +95,50 @@ class ResumableDistributedSampler(Sampler[int]):
     def load_state_dict(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
         self.start = int(state["start"])
+
+
+class EpochStream(Sampler[tuple[int, int]]):
+    """``(epoch, item)`` for epochs ``sampler.epoch .. epochs - 1``: of each epoch the first
+    ``per_epoch`` of this rank's items (whole optimiser steps: no batch spans two epochs), from
+    ``sampler.start`` in the first. Read when iterated, so set the sampler's position first."""
+
+    def __init__(self, sampler: ResumableDistributedSampler, per_epoch: int, epochs: int):
+        self.sampler, self.per_epoch, self.epochs = sampler, per_epoch, epochs
+
+    def __iter__(self):
+        first, start = self.sampler.epoch, self.sampler.start
+        for epoch in range(first, self.epochs):
+            for item in self.sampler.indices(epoch)[start if epoch == first else 0: self.per_epoch]:
+                yield epoch, item
+
+    def __len__(self) -> int:
+        epochs = max(0, self.epochs - self.sampler.epoch)
+        return max(0, epochs * self.per_epoch - min(self.sampler.start, self.per_epoch) * (epochs > 0))
+
+
+class EpochItems(torch.utils.data.Dataset):
+    """Item ``(epoch, j)``: copy ``c = j % r`` of sample ``j // r`` as drawn in ``epoch``. Copy
+    ``c > 0`` shifts the dataset's seed (its draws are otherwise a pure function of
+    (seed, epoch, index)): repeated augmentation. A dataset that draws per epoch is read with
+    ``dataset.item(index, epoch)``; one that does not (cached features) with ``dataset[index]``."""
+
+    def __init__(self, dataset, repeats: int = 1):
+        self.dataset = dataset
+        self.repeats = max(1, int(repeats))
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.repeats
+
+    def __getitem__(self, pair: tuple[int, int]):
+        epoch, j = pair
+        i, c = divmod(j, self.repeats)
+        if not hasattr(self.dataset, "item"):
+            return self.dataset[i]
+        if c == 0:
+            return self.dataset.item(i, epoch)
+        old = self.dataset.seed
+        self.dataset.seed = (old + 0x9E3779B1 * c) & 0xFFFFFFFF
+        try:
+            return self.dataset.item(i, epoch)
+        finally:
+            self.dataset.seed = old

@@ -48,8 +48,8 @@ from mgm.engine.checkpoint import CheckpointManager
 from mgm.engine.logging import RunLogger, drop_records
 from mgm.engine.optim import CosineSchedule, build_optimizer, scaled_lr
 from mgm.engine.preemption import StopGuard, TrainingInterrupted
-from mgm.engine.run_context import RepeatedAugDataset, RunContext, RunError, make_loader
-from mgm.engine.samplers import ResumableDistributedSampler
+from mgm.engine.run_context import RunContext, RunError, make_loader
+from mgm.engine.samplers import EpochItems, EpochStream, ResumableDistributedSampler
 from mgm.engine.trainer_checkpoints import TrainerCheckpoints, load_model_weights
 
 
@@ -105,21 +105,25 @@ class Trainer(TrainerCheckpoints):
         self.ctx, self.cfg = ctx, cfg
         self.model, self.train_model, self.step_fn = model, train_model, step_fn
         self.repeats = max(1, repeats)
-        self.dataset = RepeatedAugDataset(dataset, self.repeats) if self.repeats > 1 else dataset
-        self.base_dataset = dataset
+        self.dataset = dataset
         d = ctx.dist
         self.sampler = ResumableDistributedSampler(
             len(dataset), num_replicas=d.world_size, rank=d.rank, shuffle=shuffle,
             seed=cfg.run.seed, repeats=self.repeats, drop_last=False)
         self.loader_batch = cfg.optim.batch_size * self.repeats
-        self.loader = make_loader(ctx, self.dataset, self.sampler, self.loader_batch, True, collate_fn)
-        self.micro_per_epoch = len(self.sampler) // self.loader_batch
-        self.steps_per_epoch = self.micro_per_epoch // ctx.accum_steps
+        self.steps_per_epoch = len(self.sampler) // self.loader_batch // ctx.accum_steps
         if self.steps_per_epoch < 1:
             raise RunError(
                 f"the training set ({len(dataset)} videos) gives no full optimiser step with "
                 f"batch {cfg.optim.batch_size} x {ctx.accum_steps} accumulation x "
                 f"{d.world_size} processes; lower optim.batch_size")
+        # one DataLoader iterator for the whole run (mgm.engine.samplers), each epoch cut to the
+        # clips of its optimiser steps: the workers decode across epoch boundaries
+        stream = EpochStream(self.sampler, self.steps_per_epoch * ctx.accum_steps * self.loader_batch,
+                             cfg.optim.epochs)
+        self.loader = make_loader(ctx, EpochItems(dataset, self.repeats), stream, self.loader_batch, True,
+                                  collate_fn)
+        self.batches = None                # its iterator, made by fit
         self.global_batch = cfg.optim.batch_size * ctx.accum_steps * d.world_size
         self.lr = scaled_lr(cfg.optim.base_lr, self.global_batch)
         self.params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -174,7 +178,7 @@ class Trainer(TrainerCheckpoints):
             logger.message(f"resumed from {resume} at step {self.step} (epoch {self.epoch}, "
                            f"step {self.step_in_epoch} of {self.steps_per_epoch})")
         logger.message(
-            f"{self.desc}: {len(self.base_dataset)} videos, {ctx.dist.world_size} process(es) on "
+            f"{self.desc}: {len(self.dataset)} videos, {ctx.dist.world_size} process(es) on "
             f"{ctx.device}, global batch {self.global_batch} (per process {cfg.optim.batch_size} x "
             f"{ctx.accum_steps} accumulation{f' x {self.repeats} repeated aug' if self.repeats > 1 else ''}), "
             f"lr {self.lr:.3g}, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps")
@@ -184,14 +188,18 @@ class Trainer(TrainerCheckpoints):
             # caller's result (a linear probe's val accuracy) is the same as the first run's
             self._validate(self.epoch)
         try:
-            with self.guard:
+            with self.guard:      # made inside: the workers inherit the guard's signal handling
+                if not done:
+                    self.sampler.set_epoch(self.epoch)
+                    self.sampler.set_start(self.step_in_epoch * ctx.accum_steps * self.loader_batch)
+                    self.batches = iter(self.loader)
                 while not done and self.epoch < cfg.optim.epochs:
                     done = self._epoch(max_steps)
         finally:
             logger.close()
-            # persistent loader workers would otherwise outlive the run (the Trainer sits in
-            # reference cycles) until interpreter exit, where they are killed with a traceback
-            self.loader = None
+            # loader workers would otherwise outlive the run (the Trainer sits in reference
+            # cycles) until interpreter exit, where they are killed with a traceback
+            self.batches = self.loader = None
             self.tick_seconds()
         return {"step": self.step, "epoch": self.epoch, "bad_steps": self.bad_steps_total,
                 "history": self.history, "timing": dict(self.timing),
@@ -206,13 +214,8 @@ class Trainer(TrainerCheckpoints):
 
     def _epoch(self, max_steps: int) -> bool:
         ctx, cfg, logger = self.ctx, self.cfg, self.ctx.logger
-        if hasattr(self.base_dataset, "set_epoch"):
-            self.base_dataset.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.step_in_epoch * ctx.accum_steps * self.loader_batch)
         accum = ctx.accum_steps
         self.train_model.train()
-        it = iter(self.loader)
         while self.step_in_epoch < self.steps_per_epoch and self.step < max_steps:
             t0 = time.perf_counter()
             lr = self.schedule.apply(self.step)
@@ -220,7 +223,7 @@ class Trainer(TrainerCheckpoints):
             self.optimizer.zero_grad(set_to_none=True)
             for micro in range(accum):
                 td = time.perf_counter()
-                batch = next(it)
+                batch = next(self.batches)
                 t_data += time.perf_counter() - td
                 if isinstance(batch, dict) and (batch.get("bad") or batch.get("short")):
                     if self.bad_log is not None:
@@ -302,7 +305,6 @@ class Trainer(TrainerCheckpoints):
                     self.on_step(self.step)
                 self._poll_stop()
         finished = self.step_in_epoch >= self.steps_per_epoch
-        del it
         if finished:
             self._report_videos()
             self._validate(self.epoch + 1)
