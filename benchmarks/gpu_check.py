@@ -16,6 +16,7 @@ time cap, all together within BUDGET_S (8 minutes; the last part gets what is le
   pretrain  ``torchrun --nproc_per_node 1 -m mgm pretrain --config pretrain_k400``: 40 bf16 steps on the synthetic
             set with N loader workers; from its log: clips/s the step computes vs clips/s delivered
             and the share of step time spent waiting for data
+  pretrain_compiled  the same run with ``run.compile=true`` (and the inductor variables below)
   loader    ``mgm bench loader`` on the same set with N workers: clips/s the loader sustains
   compile   ``mgm bench model --device cuda --compile on``: the same table with torch.compile
 
@@ -33,8 +34,13 @@ import time
 from pathlib import Path
 
 BUDGET_S = 480
-CAPS = {"synth": 45, "model": 150, "masks": 40, "nccl": 40, "pretrain": 110, "loader": 60, "compile": 240}
-CUDA_PARTS = ("model", "masks", "nccl", "pretrain", "compile")
+CAPS = {"synth": 45, "model": 150, "masks": 40, "nccl": 40, "pretrain": 110, "pretrain_compiled": 200, "loader": 60,
+        "compile": 240}
+CUDA_PARTS = ("model", "masks", "nccl", "pretrain", "pretrain_compiled", "compile")
+# Inductor's loop reindexing and coalescing analysis off: with them, torch 2.11's inductor stops on an
+# assertion in get_pw_red_splits while compiling the pretrainer (pytorch/pytorch#197077; the same
+# check without these two variables is recorded in docs/models.md)
+INDUCTOR_ENV = {"TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION": "0", "TORCHINDUCTOR_COALESCE_TILING_ANALYSIS": "0"}
 
 
 def main(argv: list[str]) -> int:
@@ -93,28 +99,27 @@ def main(argv: list[str]) -> int:
                          "--warmup", "2", "--json", work / "model.json"], json_file=work / "model.json")
     part("masks", mgm + ["bench", "masks", "--device", "cuda", "--json"], json_stdout=True)
     part("nccl", torchrun + [Path(__file__).with_name("nccl_check.py")], json_stdout=True)
-    run_dir = work / "pretrain_run"
     # the paper's K400 preset (ViT-B, 2x16x16 tubelets, decoder depth 4): until 2026-12-04 this part
     # used the tiny preset with ViT-B's width, i.e. depth 4 and 8-px patches (6272 tokens a clip),
     # and its 162 ms per step was not comparable with the model part's 55 ms
-    part("pretrain", torchrun + ["-m", "mgm", "pretrain", "--config", "pretrain_k400",
-                                 f"data.train={synth / 'train.txt'}", f"data.num_workers={workers}",
-                                 "optim.batch_size=32", "optim.global_batch=32", "run.max_steps=40",
-                                 "run.log_every=1", "run.device=cuda", "run.precision=bf16",
-                                 f"run.out_dir={run_dir}", "run.tensorboard=false"])
-    report["parts"].get("pretrain", {}).update(_pretrain_log(run_dir / "log.jsonl"))
+    for name, extra, extra_env in (("pretrain", [], None), ("pretrain_compiled", ["run.compile=true"], INDUCTOR_ENV)):
+        run_dir = work / f"{name}_run"
+        res = part(name, torchrun + ["-m", "mgm", "pretrain", "--config", "pretrain_k400",
+                                     f"data.train={synth / 'train.txt'}", f"data.num_workers={workers}",
+                                     "optim.batch_size=32", "optim.global_batch=32", "run.max_steps=40",
+                                     "run.log_every=1", "run.device=cuda", "run.precision=bf16",
+                                     f"run.out_dir={run_dir}", "run.tensorboard=false", *extra],
+                   extra_env=extra_env)
+        if res is not None:
+            res.update(_pretrain_log(run_dir / "log.jsonl"), **({"inductor_env": extra_env} if extra_env else {}))
     part("loader", mgm + ["bench", "loader", synth / "train.txt", "--workers", str(workers), "--batch-size", str(batch),
                           "--clips", str(clips), "--rounds", "1", "--size", "224", "--json"], json_stdout=True)
-    # batch 32 only: each new shape is another compilation. Inductor's loop reindexing and
-    # coalescing analysis are off: with them, torch 2.11's inductor stops on an assertion in
-    # get_pw_red_splits while compiling this model (pytorch/pytorch#197077; the same check without
-    # these two variables is recorded in docs/models.md)
-    inductor_env = {"TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION": "0", "TORCHINDUCTOR_COALESCE_TILING_ANALYSIS": "0"}
+    # batch 32 only: each new shape is another compilation
     compiled = part("compile", mgm + ["bench", "model", "--device", "cuda", "--compile", "on", "--batch", "32",
                                       "--rounds", "5", "--warmup", "2", "--json", work / "compile.json"],
-                    json_file=work / "compile.json", extra_env=inductor_env)
+                    json_file=work / "compile.json", extra_env=INDUCTOR_ENV)
     if compiled is not None:
-        compiled["inductor_env"] = inductor_env
+        compiled["inductor_env"] = INDUCTOR_ENV
     report["loader_vs_step"] = _loader_vs_step(report["parts"])
     report["seconds"] = round(time.monotonic() - t_start, 1)
     out_path.write_text(json.dumps(_finite(report), indent=2, default=str))
@@ -191,10 +196,11 @@ def _loader_vs_step(parts: dict) -> dict:
     step = [r for r in rows if r.get("ratio") == 0.75 and "clips_per_s" in r]
     if step:
         out["step_clips_per_s"] = {f"batch {r['batch']}": round(r["clips_per_s"], 1) for r in step}
-    pre = parts.get("pretrain") or {}
-    for k in ("clips_per_s_compute", "clips_per_s_delivered", "data_wait_fraction"):
-        if k in pre:
-            out[f"pretrain_{k}"] = pre[k]
+    for name in ("pretrain", "pretrain_compiled"):
+        pre = parts.get(name) or {}
+        for k in ("clips_per_s_compute", "clips_per_s_delivered", "data_wait_fraction"):
+            if k in pre:
+                out[f"{name}_{k}"] = pre[k]
     if "loader_clips_per_s" in out and step:
         best = max(r["clips_per_s"] for r in step)
         out["loader_over_step"] = {s: round(v / best, 3) for s, v in out["loader_clips_per_s"].items()}

@@ -87,8 +87,9 @@ def test_gpu_check_without_cuda_runs_the_cpu_parts(tmp_path):
                        env={**os.environ, "PYTHON": sys.executable})
     assert p.returncode == 1, p.stdout + p.stderr
     skipped = [x for x in p.stdout.splitlines() if "skipped, CUDA is not available" in x]
-    assert len(skipped) == 5
+    assert len(skipped) == 6
     d = json.loads(out.read_text())
     assert d["parts"]["synth"]["rc"] == 0 and d["parts"]["loader"]["rc"] == 0
     assert d["parts"]["loader"]["result"]["clips_per_s"]["mgm"] > 0
-    assert all(d["parts"][k] == {"skipped": "CUDA is not available"} for k in ("model", "masks", "nccl", "pretrain", "compile"))
+    cuda_parts = ("model", "masks", "nccl", "pretrain", "pretrain_compiled", "compile")
+    assert all(d["parts"][k] == {"skipped": "CUDA is not available"} for k in cuda_parts)
