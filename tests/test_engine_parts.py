@@ -187,7 +187,18 @@ def test_epoch_stream_chains_epochs_cut_to_whole_steps_from_the_resume_position(
     assert pairs == ([(2, i) for i in sampler.indices(2)[2:4]] + [(3, i) for i in sampler.indices(3)[:4]]
                      + [(4, i) for i in sampler.indices(4)[:4]])
     assert sampler.indices(3) != sampler.indices(4)                 # each epoch its own order
-    assert (EpochItems(_SeedEcho())[(4, 3)]) == (3, 4, 7)
+    assert EpochItems(_SeedEcho())[(4, 3)] == (3, 4, 7)
+
+    class OwnDataset(torch.utils.data.Dataset):         # a user's: set_epoch, no item()
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __getitem__(self, i):
+            return i, self.epoch
+
+    assert [EpochItems(OwnDataset())[pair] for pair in [(4, 3), (5, 1)]] == [(3, 4), (1, 5)]
 
 
 # ---------------------------------------------------------------- mixup / cutmix

@@ -120,7 +120,9 @@ class EpochItems(torch.utils.data.Dataset):
     """Item ``(epoch, j)``: copy ``c = j % r`` of sample ``j // r`` as drawn in ``epoch``. Copy
     ``c > 0`` shifts the dataset's seed (its draws are otherwise a pure function of
     (seed, epoch, index)): repeated augmentation. A dataset that draws per epoch is read with
-    ``dataset.item(index, epoch)``; one that does not (cached features) with ``dataset[index]``."""
+    ``dataset.item(index, epoch)``; one with only ``set_epoch`` gets it before each item (in the
+    worker's own copy of the dataset: per item is right there, unless ``set_epoch`` writes to
+    memory the workers share); one with neither (cached features) with ``dataset[index]``."""
 
     def __init__(self, dataset, repeats: int = 1):
         self.dataset = dataset
@@ -132,13 +134,18 @@ class EpochItems(torch.utils.data.Dataset):
     def __getitem__(self, pair: tuple[int, int]):
         epoch, j = pair
         i, c = divmod(j, self.repeats)
-        if not hasattr(self.dataset, "item"):
-            return self.dataset[i]
-        if c == 0:
-            return self.dataset.item(i, epoch)
+        if c == 0 or not hasattr(self.dataset, "seed"):
+            return self._read(i, epoch)
         old = self.dataset.seed
         self.dataset.seed = (old + 0x9E3779B1 * c) & 0xFFFFFFFF
         try:
-            return self.dataset.item(i, epoch)
+            return self._read(i, epoch)
         finally:
             self.dataset.seed = old
+
+    def _read(self, i: int, epoch: int):
+        if hasattr(self.dataset, "item"):
+            return self.dataset.item(i, epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[i]

@@ -85,6 +85,8 @@ class Trainer(TrainerCheckpoints):
     """Runs ``epochs`` of ``step_fn(batch, step, micro) -> StepOutput`` with everything in the
     module doc.
 
+    ``dataset``: read as ``dataset.item(index, epoch)`` when it has that method (its draws then
+    follow the epoch: ``mgm.data.VideoDataset``), else ``dataset[index]`` (``mgm.engine.samplers``);
     ``model``: the raw module (checkpointed); ``train_model``: what ``step_fn`` calls (DDP /
     compiled wrapper); ``stateful``: extra objects with state_dict/load_state_dict to checkpoint
     (mixup, probe head...); ``save_weights(model, dir)`` writes the weights of a checkpoint;
