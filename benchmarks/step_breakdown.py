@@ -27,11 +27,8 @@ import time
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mgm.data.transforms import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
+from mgm.data.transforms import normalize
 from mgm.models import build_pretrainer
-
-MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1) * 255
-STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255
 
 
 class ReadyClips(Dataset):
@@ -94,7 +91,7 @@ def main() -> None:
             if it is not None:
                 video = next(it).to(dev, non_blocking=True)
                 if video.dtype == torch.uint8:
-                    video = (video.float() - MEAN.to(dev)) / STD.to(dev)
+                    video = normalize(video)
             else:
                 video = get_video()
             train(video, full)

@@ -28,7 +28,7 @@ def test_pretrain_items(synth):
     ds = build_dataset(cfg, "train", "pretrain")
     assert len(ds) == 8 and ds.num_classes == 8 and ds.classes[0] == "left"
     item = ds[3]
-    assert item["video"].shape == (3, 8, 64, 64) and item["video"].dtype == torch.float32
+    assert item["video"].shape == (3, 8, 64, 64) and item["video"].dtype == torch.uint8
     assert "mask" not in item and "magnitude" not in item          # no guidance asked for
     assert item["label"] == 3 and item["index"] == 3 and item["view"] == 0 and item["bad"] == []
     assert item["short"] == [] and item["requested"] == 3

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from data_fixtures import tiny_cfg, tiny_synth
 from mgm.data import sampling
@@ -74,8 +75,17 @@ def test_frames_crop_and_flip():
         assert g.x0 + g.w <= 320 and g.y0 + g.h <= 240 and (g.out_w, g.out_h) == (224, 224)
     crops = T.test_crops(240, 320, 224, 3)
     assert [c.x0 for c in crops] == [0, 40, 80] and all(c.w == 240 for c in crops)
-    x = T.to_tensor(np.full((2, 4, 4, 3), 255, np.uint8))
-    assert tuple(x.shape) == (3, 2, 4, 4) and abs(float(x[0, 0, 0, 0]) - (1 - 0.485) / 0.229) < 1e-5
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8)
+    u8 = T.channels_first(frames)
+    assert u8.dtype == torch.uint8 and tuple(u8.shape) == (3, 2, 4, 6)
+    assert np.array_equal(u8.numpy(), frames.transpose(3, 0, 1, 2))
+    x = T.normalize(u8)
+    assert x.dtype == torch.float32
+    want = (frames.transpose(3, 0, 1, 2) / 255.0 - np.array(T.MEAN).reshape(3, 1, 1, 1)) / np.array(T.STD).reshape(3, 1, 1, 1)
+    np.testing.assert_allclose(x.numpy(), want, atol=1e-5)
+    assert torch.equal(T.normalize(u8[None])[0], x)                  # a batch: the same numbers
+    with pytest.raises(TypeError, match="normalised twice"):
+        T.normalize(x)
 
 
 # ---------------------------------------------------------------- masks follow the transform

@@ -35,9 +35,9 @@ def test_reconstruct_keeps_visible_patches_and_labels_target_stats():
     torch.manual_seed(0)
     m = build_pretrainer("vit_tiny", num_frames=4, img_size=32, depth=1, decoder_depth=1)
     frames = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
-    from mgm.data.transforms import to_tensor
+    from mgm.data.transforms import channels_first, normalize
 
-    video = to_tensor(frames)
+    video = normalize(channels_first(frames))
     mask = np.zeros((2, 2, 2), bool)
     mask[:, 0, :] = True                       # top half masked
     r = reconstruct(m, video, mask)
@@ -55,13 +55,13 @@ def test_trivial_loss_is_the_loss_of_a_model_that_predicts_nothing():
     """The report's reference is in the model's own target space: a decoder whose output is zero
     (each hidden patch predicted as its own mean, per-patch normalised targets) has exactly that
     loss, (n-1)/n for n pixels per patch and channel."""
-    from mgm.data.transforms import to_tensor
+    from mgm.data.transforms import channels_first, normalize
     from mgm.experiments.figures import trivial_loss
     from mgm.models import build_pretrainer
 
     torch.manual_seed(0)
     m = build_pretrainer("vit_tiny", num_frames=4, img_size=32, patch=8, depth=1, decoder_depth=1).eval()
-    video = to_tensor(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
+    video = normalize(channels_first(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)))
     mask = np.zeros((2, 4, 4), bool)
     mask[:, :3] = True
     with torch.no_grad():

@@ -12,6 +12,7 @@ import torch
 from engine_helpers import (SMALL, TABLE6_MACHINERY, data_args, losses, make_synth, run_cli, run_script,
                             run_signalled_after)
 from mgm.config import load_config
+from mgm.data.transforms import normalize
 from mgm.engine.logging import read_log
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
     clf = load_checkpoint(lp["weights"])
     feats = torch.load(tmp_path / "lp" / "features_val.pt", weights_only=True)["feats"]
     ds = build_dataset(cfg, "val", task="linprobe")
-    x = ds[0]["video"][None]
+    x = normalize(ds[0]["video"][None])
     with torch.no_grad():
         torch.testing.assert_close(clf.head(clf.forward_features(x)), clf.head(feats[:1]), atol=1e-4, rtol=1e-4)
 

@@ -2,9 +2,10 @@
 
     ds = build_dataset(cfg, split="train", task="pretrain", guidance=True)
     ds.set_epoch(epoch)
-    item = ds[i]   # = ds.item(i, epoch); video (3,T,H,W) float32, label, index, view, bad, short, requested; with
-                   # guidance=True also magnitude + magnitude_valid (T', Hp, Wp): the patch-grid
-                   # motion the masks follow
+    item = ds[i]   # = ds.item(i, epoch); video (3,T,H,W) uint8 (transforms.normalize, on the
+                   # device, makes the models' float32 input), label, index, view, bad, short,
+                   # requested; with guidance=True also magnitude + magnitude_valid (T', Hp, Wp):
+                   # the patch-grid motion the masks follow
 
 The dataset never builds masks: the training step does, for the whole batch at once
 (``mgm.engine.pretrain``), from the magnitude grids returned here.
@@ -251,7 +252,7 @@ class VideoDataset(torch.utils.data.Dataset):
             keep = np.minimum(np.arange(T), motion.shape[0] - 1)
             motion, valid = motion[keep], valid[keep]
         frames, motion, valid = transforms.apply_clip(frames, motion, valid, g, self.cell)
-        out = {"video": transforms.to_tensor(frames)}
+        out = {"video": transforms.channels_first(frames)}
         if self.guidance:
             mag, mag_valid = motion_to_patch_magnitude(motion, valid, self.patch_grid, self.tubelet)
             out["magnitude"] = torch.from_numpy(mag)

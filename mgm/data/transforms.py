@@ -155,12 +155,24 @@ def apply_boxes(boxes, g: Geometry) -> np.ndarray:
     return b
 
 
-def to_tensor(frames: np.ndarray):
-    """uint8 (T, H, W, 3) -> float32 torch (3, T, H, W), ImageNet-normalised."""
+def channels_first(frames: np.ndarray):
+    """uint8 (T, H, W, 3) -> uint8 torch (3, T, H, W). Clips stay uint8 until ``normalize``,
+    on the device that trains: a quarter of the bytes through the loader's shared memory and the
+    host-to-GPU copy, and no float conversion in the workers (2.6-5.7 ms of a 16x224^2 clip on
+    one CPU core, measured against 0.7-1.0 ms for this copy)."""
     import torch
 
-    # channel-first copy of the uint8 data first: converting a permuted view is ~10x slower
-    x = torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2))).float()
-    mean = torch.tensor([m * 255.0 for m in MEAN], dtype=torch.float32).view(3, 1, 1, 1)
-    std = torch.tensor([s * 255.0 for s in STD], dtype=torch.float32).view(3, 1, 1, 1)
-    return x.sub_(mean).div_(std)
+    return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2)))
+
+
+def normalize(video):
+    """uint8 clips (..., 3, T, H, W) -> float32, ImageNet mean/std, on the clips' device: what
+    every model of the project takes. The one place clips are normalised."""
+    import torch
+
+    if video.dtype != torch.uint8:
+        raise TypeError(f"normalize takes uint8 clips, not {video.dtype} (normalised twice?)")
+    shape = (3, 1, 1, 1)
+    mean = torch.tensor([m * 255.0 for m in MEAN], dtype=torch.float32, device=video.device).view(shape)
+    std = torch.tensor([s * 255.0 for s in STD], dtype=torch.float32, device=video.device).view(shape)
+    return video.float().sub_(mean).div_(std)

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mgm.data.transforms import normalize
 from mgm.engine import distributed as du
 from mgm.engine.run_context import make_loader
 from mgm.engine.samplers import ResumableDistributedSampler
@@ -157,6 +158,8 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
             keep &= (batch["index"] == batch["requested"]).numpy()
             unreadable.update(e.split(" (replaced by ")[0] for e in batch.get("bad", []))
         video = batch["video"].to(ctx.device, non_blocking=True)
+        if video.dtype == torch.uint8:       # clips; a linear probe's cached features are ready
+            video = normalize(video)
         with ctx.autocast():
             logits = forward(video)
         logits = logits.float().cpu()

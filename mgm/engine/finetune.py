@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mgm.config import Config, config_to_dict
 from mgm.data.class_map import load_class_map, map_annotations, resolve_class_map
 from mgm.data.dataset import VideoDataset, build_dataset, collate
+from mgm.data.transforms import normalize
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
 from mgm.engine.mixup import VideoMixup, soft_cross_entropy
@@ -96,7 +97,7 @@ def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: 
     use_mixup = mixup.active
 
     def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
-        video = batch["video"].to(device, non_blocking=True)
+        video = normalize(batch["video"].to(device, non_blocking=True))
         label = batch["label"].to(device, non_blocking=True)
         if use_mixup:
             video, target = mixup(video, label)

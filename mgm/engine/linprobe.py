@@ -24,6 +24,7 @@ from torch import nn
 
 from mgm.config import Config, config_to_dict
 from mgm.data.dataset import collate
+from mgm.data.transforms import normalize
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
 from mgm.engine.run_context import RunError, labelled_datasets, make_loader, model_from_config, setup_run, wrap_model
@@ -96,7 +97,7 @@ def extract_features(ctx, backbone, dataset, batch_size: int, path: Path, desc: 
         seen += b
         keep = pos < n
         with ctx.autocast():
-            f = backbone.forward_features(batch["video"].to(ctx.device, non_blocking=True))
+            f = backbone.forward_features(normalize(batch["video"].to(ctx.device, non_blocking=True)))
         idx.append(batch["index"][keep])
         feats.append(f.float().cpu()[keep])
         labels.append(batch["label"][keep])
@@ -143,7 +144,7 @@ def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
         x = batch["video"].to(device, non_blocking=True)
         if not cached:
             with torch.no_grad():
-                x = backbone.forward_features(x)
+                x = backbone.forward_features(normalize(x))
         logits = train_probe(x)
         loss = F.cross_entropy(logits.float(), batch["label"].to(device), label_smoothing=smoothing)
         return StepOutput(loss, int(x.shape[0]))

@@ -22,6 +22,7 @@ import torch
 
 from mgm.config import Config, config_to_dict
 from mgm.data.dataset import build_dataset, collate
+from mgm.data.transforms import normalize
 from mgm.engine import distributed as du
 from mgm.engine.run_context import model_from_config, setup_run, wrap_model
 from mgm.engine.trainer import StepOutput, Trainer
@@ -72,7 +73,7 @@ def run_pretrain(cfg: Config, model=None, dataset=None, on_step: Callable[[int],
     device, d = ctx.device, ctx.dist
 
     def step_fn(batch: dict, step: int, micro: int) -> StepOutput:
-        video = batch["video"].to(device, non_blocking=True)
+        video = normalize(batch["video"].to(device, non_blocking=True))
         mask = batch_masks(cfg, batch, step, micro, d.world_size, d.rank, ctx.accum_steps, device)
         loss, _ = train_model(video, mask)
         return StepOutput(loss, int(video.shape[0]), {"masked_ratio": mask.float().mean()})

@@ -216,7 +216,7 @@ def make_figures(out: Path, s: Study, data: dict, rows: list[dict]) -> dict:
     figs["masks"] = {"path": rel(path), "size": list(size), "clip": name, "grid": list(grid)}
     path, size = F.motion_figure(clip, fig_dir / "motion.png", title=f"{name}: codec motion vectors")
     figs["motion"] = {"path": rel(path), "size": list(size), "clip": name, "source": clip.motion_source}
-    video = transforms.to_tensor(frames)
+    video = transforms.normalize(transforms.channels_first(frames))
     path, size, losses = F.reconstruction_figure({a: (models[a], masks[a]) for a in models}, video,
                                                  fig_dir / "reconstruction.png", spec.tubelet)
     figs["reconstruction"] = {"path": rel(path), "size": list(size), "clip": name, "loss": losses,

@@ -24,6 +24,7 @@ import torch
 
 from mgm.config import Config
 from mgm.data.dataset import build_dataset, collate
+from mgm.data.transforms import normalize
 from mgm.engine.pretrain import mask_options
 from mgm.masking.options import GUIDED
 from mgm.masking.strategies import make_masks
@@ -33,11 +34,15 @@ CONDITIONS = ("nothing", "clip", "blank")
 
 
 def load_batches(cfg: Config, clips: int, batch: int, guidance: bool) -> list[dict]:
-    """The first ``clips`` clips of ``cfg.data.val`` (centre crop), collated in batches."""
+    """The first ``clips`` clips of ``cfg.data.val`` (centre crop), collated in batches, the
+    videos normalised (the models' input)."""
     ds = build_dataset(cfg, "val", task="pretrain", guidance=guidance)
     n = min(clips, len(ds))
     items = [ds[i] for i in range(n)]
-    return [collate(items[i:i + batch]) for i in range(0, n, batch)]
+    batches = [collate(items[i:i + batch]) for i in range(0, n, batch)]
+    for b in batches:
+        b["video"] = normalize(b["video"])
+    return batches
 
 
 def strategy_masks(strategy: str, batches: list[dict], grid, ratio: float, seed: int,
