@@ -18,6 +18,7 @@ motion follows the object in the transformed clip.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,7 +173,17 @@ def normalize(video):
 
     if video.dtype != torch.uint8:
         raise TypeError(f"normalize takes uint8 clips, not {video.dtype} (normalised twice?)")
-    shape = (3, 1, 1, 1)
-    mean = torch.tensor([m * 255.0 for m in MEAN], dtype=torch.float32, device=video.device).view(shape)
-    std = torch.tensor([s * 255.0 for s in STD], dtype=torch.float32, device=video.device).view(shape)
+    mean, std = _mean_std_255(video.device)
     return video.float().sub_(mean).div_(std)
+
+
+@functools.lru_cache(maxsize=None)
+def _mean_std_255(device):
+    """MEAN and STD x 255 as (3, 1, 1, 1) float32 on ``device``, made once per device: a tensor
+    built from Python numbers on a GPU is a host-to-device copy, not for every training step."""
+    import torch
+
+    def on(values):
+        return torch.tensor([v * 255.0 for v in values], dtype=torch.float32, device=device).view(3, 1, 1, 1)
+
+    return on(MEAN), on(STD)

@@ -112,8 +112,10 @@ class EpochStream(Sampler[tuple[int, int]]):
                 yield epoch, item
 
     def __len__(self) -> int:
-        epochs = max(0, self.epochs - self.sampler.epoch)
-        return max(0, epochs * self.per_epoch - min(self.sampler.start, self.per_epoch) * (epochs > 0))
+        epochs = self.epochs - self.sampler.epoch
+        if epochs <= 0:
+            return 0
+        return epochs * self.per_epoch - min(self.sampler.start, self.per_epoch)
 
 
 class EpochItems(torch.utils.data.Dataset):
