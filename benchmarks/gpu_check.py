@@ -78,6 +78,8 @@ def main(argv: list[str]) -> int:
             rc, out, err = "timeout", _text(ex.stdout), _text(ex.stderr)
         res = {"cmd": [str(c) for c in cmd], "rc": rc, "seconds": round(time.monotonic() - t0, 1),
                "stdout_tail": out[-3000:], "stderr_tail": err[-2000:]}
+        if extra_env:
+            res["extra_env"] = extra_env
         if json_file is not None and Path(json_file).exists():
             res["result"] = json.loads(Path(json_file).read_text())
         elif json_stdout:
@@ -111,15 +113,13 @@ def main(argv: list[str]) -> int:
                                      f"run.out_dir={run_dir}", "run.tensorboard=false", *extra],
                    extra_env=extra_env)
         if res is not None:
-            res.update(_pretrain_log(run_dir / "log.jsonl"), **({"inductor_env": extra_env} if extra_env else {}))
+            res.update(_pretrain_log(run_dir / "log.jsonl"))
     part("loader", mgm + ["bench", "loader", synth / "train.txt", "--workers", str(workers), "--batch-size", str(batch),
                           "--clips", str(clips), "--rounds", "1", "--size", "224", "--json"], json_stdout=True)
     # batch 32 only: each new shape is another compilation
-    compiled = part("compile", mgm + ["bench", "model", "--device", "cuda", "--compile", "on", "--batch", "32",
-                                      "--rounds", "5", "--warmup", "2", "--json", work / "compile.json"],
-                    json_file=work / "compile.json", extra_env=INDUCTOR_ENV)
-    if compiled is not None:
-        compiled["inductor_env"] = INDUCTOR_ENV
+    part("compile", mgm + ["bench", "model", "--device", "cuda", "--compile", "on", "--batch", "32",
+                           "--rounds", "5", "--warmup", "2", "--json", work / "compile.json"],
+         json_file=work / "compile.json", extra_env=INDUCTOR_ENV)
     report["loader_vs_step"] = _loader_vs_step(report["parts"])
     report["seconds"] = round(time.monotonic() - t_start, 1)
     out_path.write_text(json.dumps(_finite(report), indent=2, default=str))
@@ -202,7 +202,8 @@ def _loader_vs_step(parts: dict) -> dict:
         out["step_clips_per_s"] = {f"batch {r['batch']}": round(r["clips_per_s"], 1) for r in step}
     for name in ("pretrain", "pretrain_compiled"):
         pre = parts.get(name) or {}
-        for k in ("clips_per_s_compute", "clips_per_s_delivered", "data_wait_fraction"):
+        for k in ("clips_per_s_compute", "clips_per_s_delivered", "data_wait_fraction", "clips_per_s_overall",
+                  "data_wait_max_s"):
             if k in pre:
                 out[f"{name}_{k}"] = pre[k]
     if "loader_clips_per_s" in out and step:
