@@ -104,6 +104,8 @@ class OptimConfig:
     name: str = "adamw"               # adamw | sgd (momentum 0.9; linear probe) | lars (MAE's linear probe)
     global_batch: int = 0             # > 0: the recipe's total batch; accum_steps is derived
                                       # as global_batch / (batch_size * world size)
+    ema: float = 0.0                  # > 0: the run ends with the moving average of its weights,
+                                      # with this decay per step (mgm.engine.ema)
 
 
 @dataclass
@@ -344,6 +346,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
     if o.warmup_epochs < 0 or o.epochs < 1:
         raise ConfigError("optim.epochs must be >= 1 and optim.warmup_epochs >= 0")
+    if not 0 <= o.ema < 1:
+        raise ConfigError(f"optim.ema must be in [0, 1) (0: off), got {o.ema}")
     _validate_mask(cfg)
     _validate_class_map(cfg)
     if cfg.finetune.repeated_aug < 1:

@@ -117,6 +117,9 @@ def _protocol_arguments(p, out: str) -> None:
                    help="mask ratio of every arm (default: study: each strategy's paper ratio, random and tube "
                         "0.9, MGM 0.75; masks / motion: 0.75)")
     p.add_argument("--pretrain-steps", type=int, default=2000)
+    p.add_argument("--pretrain-ema", type=float, default=0.0, metavar="DECAY",
+                   help="pretrainings hand on the moving average of their weights with this decay per step "
+                        "(optim.ema; e.g. 0.998 for 2000 steps; default 0: the last weights)")
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--probe-epochs", type=int, default=40)
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one torch thread each (default 2)")
@@ -138,7 +141,7 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
     s = Study(out_dir=args.out, arms=arms, seeds=tuple(args.seeds), labels=tuple(args.labels), draws=args.draws,
               pretrain_seeds=(args.seeds[0],) if args.shared_pretraining else None, unlabeled=args.unlabeled,
               pool=args.pool, test=args.test, pretrain_steps=args.pretrain_steps,
-              finetune_steps=args.finetune_steps, probe_epochs=args.probe_epochs, jobs=args.jobs,
+              pretrain_ema=args.pretrain_ema, finetune_steps=args.finetune_steps, probe_epochs=args.probe_epochs, jobs=args.jobs,
               data_dir=args.data or "", overrides=list(args.overrides))
     if max(s.labels) > s.pool:
         raise UserError(f"--labels {max(s.labels)} is more than the {s.pool} labelled videos per class (--pool)")

@@ -10,7 +10,9 @@ One optimiser step = ``accum_steps`` micro-batches of ``optim.batch_size`` clips
    step on every rank (gradients dropped, nothing updated), is counted and logged; more than
    ``run.max_bad_steps`` in a row stops the run with :class:`TrainingStopped`, leaving the last
    checkpoint as it was;
-4. gradient clipping (``optim.clip_grad``), optimiser step (through GradScaler for fp16);
+4. gradient clipping (``optim.clip_grad``), optimiser step (through GradScaler for fp16), and
+   with ``optim.ema`` the weights' moving average, which replaces them when the run ends
+   (``mgm.engine.ema``);
 5. checkpoint every ``run.ckpt_every_steps`` steps, every ``run.ckpt_every_minutes`` and at
    each epoch end (rank 0, atomic);
 6. every ``run.eval_every`` epochs, ``evaluate()`` (validation) and its metrics logged;
@@ -45,6 +47,7 @@ import torch
 from mgm.data.bad_videos import BadVideoLog
 from mgm.engine import distributed as du
 from mgm.engine.checkpoint import CheckpointManager
+from mgm.engine.ema import WeightAverage
 from mgm.engine.logging import RunLogger, drop_records
 from mgm.engine.optim import CosineSchedule, build_optimizer, scaled_lr
 from mgm.engine.preemption import StopGuard, TrainingInterrupted
@@ -135,6 +138,7 @@ class Trainer(TrainerCheckpoints):
                                        round(cfg.optim.warmup_epochs * self.steps_per_epoch),
                                        cfg.optim.min_lr)
         self.stateful = stateful or {}
+        self.ema = WeightAverage(model, cfg.optim.ema) if cfg.optim.ema > 0 else None
         self.save_weights = save_weights or self.save_model_weights
         self.load_weights = load_weights or load_model_weights
         self.evaluate = evaluate
@@ -197,6 +201,10 @@ class Trainer(TrainerCheckpoints):
                     self.batches = iter(self.loader)
                 while not done and self.epoch < cfg.optim.epochs:
                     done = self._epoch(max_steps)
+            if self.ema is not None and done:
+                self.ema.copy_to(self.model)
+                logger.message(f"the run's weights are now the average of its weights (optim.ema={cfg.optim.ema}, "
+                               f"{self.ema.updates} steps); its checkpoints keep the trained ones")
         finally:
             logger.close()
             # loader workers would otherwise outlive the run (the Trainer sits in reference
@@ -280,6 +288,8 @@ class Trainer(TrainerCheckpoints):
                     ctx.scaler.update()
                 else:
                     self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update(self.model)
             self.schedule.step_num = self.step + 1
             self.step += 1
             self.step_in_epoch += 1

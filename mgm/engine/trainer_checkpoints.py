@@ -5,7 +5,8 @@ writing it, and continuing from the newest one that loads.
 rank's RNG states and extra state (mixup, ...), the global batch, the loss history and timing so
 far, and the epoch-in-progress counts of the bad-video report — plain types and tensors only, read
 back with ``torch.load(weights_only=True)``. The weights go next to it through ``save_weights`` /
-``load_weights`` (``model.safetensors`` by default).
+``load_weights`` (``model.safetensors`` by default), and with ``optim.ema`` their moving average
+(``ema.safetensors``, ``mgm.engine.ema``).
 
 A mixin: it uses the attributes ``Trainer.__init__`` sets (ctx, cfg, model, optimizer, schedule,
 stateful, ckpt, guard, bad_log, step counters, ...).
@@ -40,6 +41,7 @@ class TrainerCheckpoints:
             "bad_steps_total": self.bad_steps_total, "bad_in_a_row": self.bad_in_a_row,
             "stateful": du.all_gather_object({k: v.state_dict() for k, v in self.stateful.items()}),
             "global_batch": self.global_batch, "installation": installation(),
+            "ema_updates": self.ema.updates if self.ema is not None else None,
             # the curve so far: a resumed run's result (fit's "history", "timing") covers the
             # whole run, which summaries of the run's loss (mgm study's table) rely on
             "history": self.history, "timing": dict(self.timing),
@@ -52,6 +54,8 @@ class TrainerCheckpoints:
         if self.ctx.dist.is_main:
             def write(d: Path):
                 self.save_weights(self.model, d)
+                if self.ema is not None:
+                    self.ema.save(d)
                 torch.save(state, d / "trainer.pt")
 
             self.last_ckpt = self.ckpt.save(self.step, write, {"epoch": self.epoch,
@@ -72,6 +76,14 @@ class TrainerCheckpoints:
             self.load_weights(self.model, path)
         except Exception as e:  # noqa: BLE001 - truncated / missing weights: try an older one
             raise CheckpointError(f"{path}: weights not readable ({type(e).__name__}: {first_line(e)})") from None
+        if self.ema is not None:
+            if st.get("ema_updates") is None:
+                raise RunError(f"{path}: written without optim.ema, this run has optim.ema={self.cfg.optim.ema}; "
+                               "resume with the same optim.ema or start a new run")
+            try:
+                self.ema.load(path, st["ema_updates"])
+            except Exception as e:  # noqa: BLE001 - truncated / missing: try an older checkpoint
+                raise CheckpointError(f"{path}: weight average not readable ({type(e).__name__}: {first_line(e)})") from None
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ctx.scaler is not None and st.get("scaler"):
             self.ctx.scaler.load_state_dict(st["scaler"])

@@ -67,6 +67,7 @@ class Study:
     size: int = 64
     frames: int = 40                    # raw frames per generated video
     pretrain_steps: int = 2000
+    pretrain_ema: float = 0.0           # > 0: pretrainings hand on their weights' moving average (optim.ema)
     finetune_steps: int = 300
     probe_epochs: int = 40
     knn_k: int = 5
@@ -117,6 +118,7 @@ def pretrain_run(s: Study, data: dict, arm: str, seed: int) -> dict:
                                *s.arms[arm]])
     epochs, per_epoch = _epochs_for(s.pretrain_steps, s.unlabeled, cfg.optim.batch_size)
     cfg.optim.epochs, cfg.run.max_steps = epochs, s.pretrain_steps
+    cfg.optim.ema = s.pretrain_ema
     cfg.optim.warmup_epochs = max(0.05 * s.pretrain_steps / per_epoch, 0.0)
     res = run_pretrain(cfg)
     loss = [h["loss"] for h in res["history"]]
@@ -255,11 +257,14 @@ def task_key(s: Study, kind: str, args: dict) -> str:
     studies that differ only in how they pretrain)."""
     settings = {f: getattr(s, f) for f in ("unlabeled", "pool", "test", "size", "frames", "pretrain_steps",
                                            "finetune_steps", "probe_epochs", "knn_k", "overrides")}
+    if s.pretrain_ema:      # only when set: the keys of the runs made before it existed stay the same
+        settings["pretrain_ema"] = s.pretrain_ema
     pretrained = kind != "pretrain" and args["arm"] != SCRATCH     # scratch evaluations use no pretraining
+    pretraining = ("unlabeled", "pretrain_steps", "pretrain_ema")
     if kind == "pretrain":
-        settings = {f: settings[f] for f in ("unlabeled", "size", "frames", "pretrain_steps", "overrides")}
+        settings = {f: v for f, v in settings.items() if f in ("size", "frames", "overrides", *pretraining)}
     elif not pretrained:
-        settings = {f: v for f, v in settings.items() if f not in ("unlabeled", "pretrain_steps")}
+        settings = {f: v for f, v in settings.items() if f not in pretraining}
     arm = {k: v for k, v in args.items() if k not in ("weights", "arm")}
     return json.dumps({"kind": kind, "arm": sorted(s.arms[args["arm"]]), **arm, **settings,
                        "pretrain_seed": _pretrain_seed(s, args["seed"]) if pretrained else None},

@@ -254,7 +254,8 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     if s.draws > 1:
         seeds += (f"; each seed the mean of {s.draws} labelled draws (each its own K-shot subset, head "
                   "initialisation and order over the seed's pretraining)")
-    parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps; "
+    averaged = f", the weights' moving average (optim.ema={s.pretrain_ema})" if s.pretrain_ema else ""
+    parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps{averaged}; "
              f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
              + describe_installations(installation_counts(rows)) + " Generated sets (SHA-256 of the videos, first 12 hex "
              "digits): " + ", ".join(f"{k} {v[:12]}" for k, v in data.items()) + ".",
