@@ -46,10 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mgm.data.transforms import MEAN, STD     # what the input was normalised with (the pixel targets undo it)
 from mgm.models.options import ARCHS, ATTENTIONS, POOLS
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -478,8 +476,8 @@ class VideoMAEPretrainer(_VideoMAEBase):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim))
         self.register_buffer("decoder_pos_embed", sinusoid_table(spec.num_patches, spec.decoder_dim), persistent=False)
         self.decoder = Decoder(spec)
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(STD).view(1, 3, 1, 1, 1), persistent=False)
         self.apply(_init_xavier)
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
         _zero_temporal_fc(self)
