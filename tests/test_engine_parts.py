@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mgm.config import load_config
+from mgm.errors import UserError
 from mgm.engine.checkpoint import CheckpointManager, resolve_resume
 from mgm.engine.evaluate import accumulate_views, combine_partials, finalize, merge_views
 from mgm.engine.mixup import VideoMixup, smooth_one_hot, soft_cross_entropy
@@ -149,15 +150,14 @@ def test_sampler_shards_repeats_and_resumes():
     assert list(odd[0]) == [0, 2, 4] and list(odd[1]) == [1, 3, 0]
 
 
-class _SeedEcho(torch.utils.data.Dataset):
-    """(sample, epoch, the seed its augmentation would be drawn from)."""
-    seed = 7
+class _CopyEcho(torch.utils.data.Dataset):
+    """(sample, epoch, which copy of it)."""
 
     def __len__(self):
         return 6
 
-    def item(self, i, epoch):
-        return i, epoch, self.seed
+    def item(self, i, epoch, copy):
+        return i, epoch, copy
 
 
 @pytest.mark.parametrize("world", [1, 2])
@@ -165,7 +165,7 @@ def test_repeated_augmentation_trains_every_sample_r_times_with_r_different_draw
     # the pair the Trainer reads for finetune.repeated_aug = r: the sampler's item indices must
     # be the ones EpochItems decodes (it once gave i r times: half the set, equal copies)
     r = 2
-    data = EpochItems(_SeedEcho(), r)
+    data = EpochItems(_CopyEcho(), r)
     items = []
     for rank in range(world):
         sampler = ResumableDistributedSampler(6, world, rank, seed=1, repeats=r)
@@ -174,7 +174,7 @@ def test_repeated_augmentation_trains_every_sample_r_times_with_r_different_draw
     assert sorted(i for i, _, _ in items) == [i for i in range(6) for _ in range(r)]
     assert {e for _, e, _ in items} == {3}
     for i in range(6):
-        assert len({seed for k, _, seed in items if k == i}) == r
+        assert sorted(c for k, _, c in items if k == i) == list(range(r))
 
 
 def test_epoch_stream_chains_epochs_cut_to_whole_steps_from_the_resume_position():
@@ -187,7 +187,7 @@ def test_epoch_stream_chains_epochs_cut_to_whole_steps_from_the_resume_position(
     assert pairs == ([(2, i) for i in sampler.indices(2)[2:4]] + [(3, i) for i in sampler.indices(3)[:4]]
                      + [(4, i) for i in sampler.indices(4)[:4]])
     assert sampler.indices(3) != sampler.indices(4)                 # each epoch its own order
-    assert EpochItems(_SeedEcho())[(4, 3)] == (3, 4, 7)
+    assert EpochItems(_CopyEcho())[(4, 3)] == (3, 4, 0)
 
     class OwnDataset(torch.utils.data.Dataset):         # a user's: set_epoch, no item()
         epoch = 0
@@ -199,6 +199,8 @@ def test_epoch_stream_chains_epochs_cut_to_whole_steps_from_the_resume_position(
             return i, self.epoch
 
     assert [EpochItems(OwnDataset())[pair] for pair in [(4, 3), (5, 1)]] == [(3, 4), (1, 5)]
+    with pytest.raises(UserError, match="repeated augmentation .2 copies. needs a dataset that draws each copy apart"):
+        EpochItems(OwnDataset(), 2)       # it could only give equal copies
 
 
 # ---------------------------------------------------------------- mixup / cutmix

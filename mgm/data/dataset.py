@@ -130,8 +130,10 @@ class VideoDataset(torch.utils.data.Dataset):
     def epoch(self) -> int:
         return int(self._epoch[0])
 
-    def rng(self, index: int, epoch: int, attempt: int = 0) -> np.random.Generator:
-        return np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
+    def rng(self, index: int, epoch: int, attempt: int = 0, copy: int = 0) -> np.random.Generator:
+        # copy c > 0 (repeated augmentation) draws from a shifted seed: its own crops and flips
+        seed = (self.seed + 0x9E3779B1 * copy) & 0xFFFFFFFF
+        return np.random.default_rng([seed, epoch, index, attempt])
 
     def replacements(self, epoch: int) -> Replacements:
         """Epoch ``epoch``'s stand-ins for unusable videos (``mgm.data.replacement``)."""
@@ -144,8 +146,9 @@ class VideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         return self.item(index, self.epoch)
 
-    def item(self, index: int, epoch: int) -> dict:
-        """Item ``index`` as drawn in epoch ``epoch`` (augmentation, clip position, stand-ins)."""
+    def item(self, index: int, epoch: int, copy: int = 0) -> dict:
+        """Item ``index`` as drawn in epoch ``epoch`` (augmentation, clip position, stand-ins);
+        ``copy`` > 0: another draw of it (repeated augmentation, ``mgm.engine.samplers.EpochItems``)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         vid, view = divmod(index, self.views)
@@ -154,7 +157,7 @@ class VideoDataset(torch.utils.data.Dataset):
             reason = self.unusable(cand)
             if not reason:
                 try:
-                    out = self.load(cand, view, self.rng(index, epoch, attempt))
+                    out = self.load(cand, view, self.rng(index, epoch, attempt, copy))
                 except Exception as e:  # noqa: BLE001 - any failure of one video is reported, not fatal
                     reason = _reason(e, self.samples[cand].path)
             if reason:

@@ -32,6 +32,8 @@ import math
 import torch
 from torch.utils.data import Sampler
 
+from mgm.errors import UserError
+
 
 class ResumableDistributedSampler(Sampler[int]):
     def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
@@ -119,16 +121,19 @@ class EpochStream(Sampler[tuple[int, int]]):
 
 
 class EpochItems(torch.utils.data.Dataset):
-    """Item ``(epoch, j)``: copy ``c = j % r`` of sample ``j // r`` as drawn in ``epoch``. Copy
-    ``c > 0`` shifts the dataset's seed (its draws are otherwise a pure function of
-    (seed, epoch, index)): repeated augmentation. A dataset that draws per epoch is read with
-    ``dataset.item(index, epoch)``; one with only ``set_epoch`` gets it before each item (in the
-    worker's own copy of the dataset: per item is right there, unless ``set_epoch`` writes to
-    memory the workers share); one with neither (cached features) with ``dataset[index]``."""
+    """Item ``(epoch, j)``: copy ``c = j % r`` of sample ``j // r`` as drawn in ``epoch``
+    (repeated augmentation: each copy its own draw). A dataset that draws per epoch is read with
+    ``dataset.item(index, epoch, copy)``; one with only ``set_epoch`` gets it before each item (in
+    the worker's own copy of the dataset: per item is right there, unless ``set_epoch`` writes to
+    memory the workers share); one with neither (cached features) with ``dataset[index]``. Only
+    the first kind can give different copies, so only it takes ``repeats`` > 1."""
 
     def __init__(self, dataset, repeats: int = 1):
         self.dataset = dataset
         self.repeats = max(1, int(repeats))
+        if self.repeats > 1 and not hasattr(dataset, "item"):
+            raise UserError(f"repeated augmentation ({self.repeats} copies) needs a dataset that draws "
+                           f"each copy apart, with item(index, epoch, copy); {type(dataset).__name__} has none")
 
     def __len__(self) -> int:
         return len(self.dataset) * self.repeats
@@ -136,18 +141,8 @@ class EpochItems(torch.utils.data.Dataset):
     def __getitem__(self, pair: tuple[int, int]):
         epoch, j = pair
         i, c = divmod(j, self.repeats)
-        if c == 0 or not hasattr(self.dataset, "seed"):
-            return self._read(i, epoch)
-        old = self.dataset.seed
-        self.dataset.seed = (old + 0x9E3779B1 * c) & 0xFFFFFFFF
-        try:
-            return self._read(i, epoch)
-        finally:
-            self.dataset.seed = old
-
-    def _read(self, i: int, epoch: int):
         if hasattr(self.dataset, "item"):
-            return self.dataset.item(i, epoch)
+            return self.dataset.item(i, epoch, c)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         return self.dataset[i]
