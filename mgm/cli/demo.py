@@ -141,7 +141,8 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
     s = Study(out_dir=args.out, arms=arms, seeds=tuple(args.seeds), labels=tuple(args.labels), draws=args.draws,
               pretrain_seeds=(args.seeds[0],) if args.shared_pretraining else None, unlabeled=args.unlabeled,
               pool=args.pool, test=args.test, pretrain_steps=args.pretrain_steps,
-              pretrain_ema=args.pretrain_ema, finetune_steps=args.finetune_steps, probe_epochs=args.probe_epochs, jobs=args.jobs,
+              pretrain_ema=args.pretrain_ema, finetune_steps=args.finetune_steps,
+              probe_epochs=args.probe_epochs, jobs=args.jobs,
               data_dir=args.data or "", overrides=list(args.overrides))
     if max(s.labels) > s.pool:
         raise UserError(f"--labels {max(s.labels)} is more than the {s.pool} labelled videos per class (--pool)")

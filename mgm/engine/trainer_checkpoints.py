@@ -83,7 +83,8 @@ class TrainerCheckpoints:
             try:
                 self.ema.load(path, st["ema_updates"])
             except Exception as e:  # noqa: BLE001 - truncated / missing: try an older checkpoint
-                raise CheckpointError(f"{path}: weight average not readable ({type(e).__name__}: {first_line(e)})") from None
+                raise CheckpointError(f"{path}: weight average not readable "
+                                      f"({type(e).__name__}: {first_line(e)})") from None
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ctx.scaler is not None and st.get("scaler"):
             self.ctx.scaler.load_state_dict(st["scaler"])
