@@ -22,6 +22,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 MEAN = (0.485, 0.456, 0.406)   # ImageNet, as VideoMAE
 STD = (0.229, 0.224, 0.225)
@@ -161,16 +162,12 @@ def channels_first(frames: np.ndarray):
     on the device that trains: a quarter of the bytes through the loader's shared memory and the
     host-to-GPU copy, and no float conversion in the workers (2.6-5.7 ms of a 16x224^2 clip on
     one CPU core, measured against 0.7-1.0 ms for this copy)."""
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2)))
 
 
 def normalize(video):
     """uint8 clips (..., 3, T, H, W) -> float32, ImageNet mean/std, on the clips' device: what
     every model of the project takes. The one place clips are normalised."""
-    import torch
-
     if video.dtype != torch.uint8:
         raise TypeError(f"normalize takes uint8 clips, not {video.dtype} (normalised twice?)")
     mean, std = _mean_std_255(video.device)
@@ -181,8 +178,6 @@ def normalize(video):
 def _mean_std_255(device):
     """MEAN and STD x 255 as (3, 1, 1, 1) float32 on ``device``, made once per device: a tensor
     built from Python numbers on a GPU is a host-to-device copy, not for every training step."""
-    import torch
-
     def on(values):
         return torch.tensor([v * 255.0 for v in values], dtype=torch.float32, device=device).view(3, 1, 1, 1)
 
