@@ -12,7 +12,8 @@ import torch
 
 from mgm.cli import main
 from mgm.models import build_pretrainer
-from mgm.models.bench import largest_batch, model_flops, peak_tflops, sdpa_kernel, tube_mask
+from mgm.masking import make_masks
+from mgm.models.bench import largest_batch, model_flops, peak_tflops, sdpa_kernel
 
 
 @pytest.mark.parametrize("arch,size,frames,ratio", [("vit_tiny", 64, 4, 0.75), ("vit_small", 96, 8, 0.9)])
@@ -22,7 +23,7 @@ def test_model_flops_linear_layers_match_what_autograd_runs(arch, size, frames, 
     from torch.utils.flop_counter import FlopCounterMode
 
     m = build_pretrainer(arch, num_frames=frames, img_size=size, decoder_depth=2)
-    mask = tube_mask(2, m.spec.grid, ratio, torch.Generator().manual_seed(0))
+    mask = make_masks("tube", m.spec.grid, ratio, batch_size=2, generator=torch.Generator().manual_seed(0)).flatten(1)
     with FlopCounterMode(display=False) as fc:
         loss, _ = m(torch.randn(2, 3, frames, size, size), mask)
         loss.backward()

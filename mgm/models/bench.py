@@ -84,18 +84,6 @@ def peak_tflops(device_name: str, precision: str) -> float:
     return next((v for k, v in PEAK_TFLOPS if k in device_name), 0.0)
 
 
-def tube_mask(batch: int, grid: tuple[int, int, int], ratio: float, generator):
-    """VideoMAE tube mask: round(ratio * H'W') spatial positions masked, repeated over time."""
-    import torch
-
-    t, h, w = grid
-    k = int(round(ratio * h * w))
-    m = torch.zeros(batch, h * w, dtype=torch.bool)
-    for i in range(batch):
-        m[i, torch.randperm(h * w, generator=generator)[:k]] = True
-    return m[:, None, :].expand(batch, t, h * w).reshape(batch, t * h * w)
-
-
 def sdpa_kernel(names) -> str:
     """The SDPA backend from profiled op / kernel names ("math" when SDPA ran unfused)."""
     names = [n.lower() for n in names]
@@ -129,11 +117,16 @@ class _Step:
     def __init__(self, model, fn, batch, size, frames, ratio, dev, amp_dtype, seed):
         import torch
 
+        from mgm.masking import make_masks
+
         self.model, self.fn, self.batch, self.dev, self.amp = model, fn, batch, dev, amp_dtype
         # the clip is drawn on the device: a CPU draw of a batch of 512 16x224^2 clips takes seconds
         self.gen = torch.Generator(device=dev).manual_seed(seed)
         self.shape = (batch, 3, frames, size, size)
-        self.mask = tube_mask(batch, model.spec.grid, ratio, torch.Generator().manual_seed(seed)).to(dev)
+        # VideoMAE's tube mask from the one mask implementation, flattened to the token order
+        masks = make_masks("tube", model.spec.grid, ratio, batch_size=batch,
+                           generator=torch.Generator().manual_seed(seed))
+        self.mask = masks.flatten(1).to(dev)
         self.visible = int((~self.mask[0]).sum())
 
     def __call__(self, hooks=None):
