@@ -51,6 +51,23 @@ def test_reconstruct_keeps_visible_patches_and_labels_target_stats():
     assert np.isfinite(r["loss"])
 
 
+def test_reconstruct_inverts_the_models_own_target_normalisation():
+    """A decoder that predicts its normalised targets exactly is drawn as the original clip: the
+    figure un-normalises with the statistics the model's targets divide by (one owner)."""
+    from mgm.data.transforms import channels_first, normalize
+    from mgm.experiments.figures import reconstruct
+    from mgm.models import build_pretrainer
+    from mgm.models.vit import visible_and_masked_ids
+
+    torch.manual_seed(0)
+    m = build_pretrainer("vit_tiny", num_frames=4, img_size=32, patch=8, depth=1, decoder_depth=1)
+    m.forward = lambda video, mask: (torch.zeros(()), m.targets(video, visible_and_masked_ids(mask)[1]))
+    frames = np.random.default_rng(1).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    mask = np.random.default_rng(2).random((2, 4, 4)) < 0.75
+    r = reconstruct(m, normalize(channels_first(frames)), mask)
+    np.testing.assert_allclose(r["recon_target_stats"], frames.astype(np.float32) / 255, atol=1e-4)
+
+
 def test_trivial_loss_is_the_loss_of_a_model_that_predicts_nothing():
     """The report's reference is in the model's own target space: a decoder whose output is zero
     (each hidden patch predicted as its own mean, per-patch normalised targets) has exactly that

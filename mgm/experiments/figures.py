@@ -13,8 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image, ImageDraw
 
 from mgm.engine.logging import read_log
+from mgm.experiments.recon import trivial_prediction
+from mgm.masking import STRATEGIES, make_mask
+from mgm.masking.plot import save_visual, upsample_nearest
+from mgm.models.vit import patch_statistics, visible_and_masked_ids
+from mgm.video.plot import plot_clip
 
 LOSS_SIZE = (6.4, 3.2)        # inches at DPI -> 640 x 320 px
 DPI = 100
@@ -69,9 +76,6 @@ def loss_curves(logs: dict[str, Path], path, title: str = "pretraining loss (tra
 def masks_figure(frames, magnitude, magnitude_valid, path, grid, tubelet: int, ratio: float = 0.75,
                  seed: int = 0, tile: int = 96, options: dict | None = None):
     """Masks of every strategy on one clip, drawn by ``mgm.masking.plot.save_visual``."""
-    from mgm.masking import STRATEGIES, make_mask
-    from mgm.masking.plot import save_visual
-
     masks = {}
     for name in STRATEGIES:
         masks[name] = make_mask(name, grid=grid, ratio=ratio, magnitude=magnitude,
@@ -82,24 +86,18 @@ def masks_figure(frames, magnitude, magnitude_valid, path, grid, tubelet: int, r
 
 
 def motion_figure(clip, path, title: str = "", max_frames: int = 8):
-    from mgm.video.plot import plot_clip
-
     path = Path(path)
     plot_clip(clip, path, title=title, max_frames=max_frames, cols=4)
     return path, png_size(path)
 
 
 def _tile(img01: np.ndarray, tile: int) -> np.ndarray:
-    from PIL import Image
-
     a = (np.clip(img01, 0, 1) * 255).astype(np.uint8)
     return np.asarray(Image.fromarray(a).resize((tile, tile), Image.NEAREST))
 
 
 def _grid_image(rows: list[tuple[str, list[np.ndarray]]], tile: int, label_w: int = 150) -> np.ndarray:
     """Rows of equally sized tiles with a text label column on the left; uint8 RGB."""
-    from PIL import Image, ImageDraw
-
     gap = 2
     ncol = max(len(r[1]) for r in rows)
     W = label_w + ncol * (tile + gap)
@@ -133,8 +131,6 @@ def reconstruct(model, video, mask):
     and std: uses ground-truth statistics when ``norm_pix_loss``), ``pred_normalised`` (the
     raw prediction of masked patches shown as 0.5 + 0.2 * value, no target statistics), and
     the loss."""
-    import torch
-
     model.eval()
     with torch.no_grad():
         video = video[None].float()
@@ -146,9 +142,8 @@ def reconstruct(model, video, mask):
         P = pred.reshape(1, len(ids), patches.shape[2], patches.shape[3]).float()
         tgt = patches[:, ids]
         if model.norm_pix_loss:
-            mean = tgt.mean(dim=-2, keepdim=True)
-            std = tgt.var(dim=-2, unbiased=True, keepdim=True).sqrt()
-            un = P * (std + 1e-6) + mean
+            mean, scale = patch_statistics(tgt)
+            un = P * scale + mean
         else:
             un = P
         rec = patches.clone()
@@ -167,8 +162,6 @@ def reconstruction_figure(runs: dict, video, path, tubelet: int, tile: int = 80)
     the reconstruction (pixel targets: the predicted pixels; per-patch normalised targets: the
     prediction un-normalised with the TRUE patch's mean and std, labelled so); one column per
     temporal index. Returns (path, size, {name: loss})."""
-    from PIL import Image
-
     rows, losses = [], {}
     for name, (model, mask) in runs.items():
         r = reconstruct(model, video, mask)
@@ -192,11 +185,6 @@ def trivial_loss(model, video, mask) -> float:
     the model's own target space (``mgm.experiments.recon.trivial_prediction``: with per-patch
     normalised targets each hidden patch predicted as its own mean, (n-1)/n for n pixels per patch
     and channel; with pixel targets the mean colour of the clip's visible patches)."""
-    import torch
-
-    from mgm.experiments.recon import trivial_prediction
-    from mgm.models.vit import visible_and_masked_ids
-
     with torch.no_grad():
         m = torch.as_tensor(np.asarray(mask).reshape(1, -1), dtype=torch.bool)
         target = model.targets(video[None], visible_and_masked_ids(m)[1])
@@ -206,8 +194,6 @@ def trivial_loss(model, video, mask) -> float:
 def centre_attention(encoder, video, grid) -> tuple[np.ndarray, int]:
     """Head-averaged last-block attention (T', Hp, Wp) of the centre token of the centre
     temporal index, and that token's index."""
-    import torch
-
     T, Hp, Wp = grid
     q = (T // 2) * Hp * Wp + (Hp // 2) * Wp + (Wp // 2)
     with torch.no_grad():
@@ -218,10 +204,6 @@ def centre_attention(encoder, video, grid) -> tuple[np.ndarray, int]:
 def attention_figure(encoders: dict, video, frames: np.ndarray, grid, tubelet: int, path, tile: int = 80):
     """One row per encoder: the attention map of the centre query over every temporal index,
     over the first frame of each tubelet; the query patch is outlined in green."""
-    from PIL import Image
-
-    from mgm.masking.plot import upsample_nearest
-
     T, Hp, Wp = grid
     rows = [("frames", [np.asarray(Image.fromarray(frames[t * tubelet]).resize((tile, tile), Image.BILINEAR))
                         for t in range(T)])]

@@ -434,6 +434,14 @@ def _zero_temporal_fc(model: nn.Module) -> None:
             nn.init.zeros_(m.temporal_fc.bias)
 
 
+def patch_statistics(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch, per-channel mean and scale (unbiased std + 1e-6) over the t*p*p pixels of
+    (B, N, t*p*p, C) patches: the normalised target is (patch - mean) / scale, so a prediction
+    un-normalises as pred * scale + mean."""
+    mean = patches.mean(dim=-2, keepdim=True)
+    return mean, patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+
+
 def visible_and_masked_ids(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(ids_visible, ids_masked, num_masked) from a (B, N) bool mask, both in increasing order.
 
@@ -513,9 +521,8 @@ class VideoMAEPretrainer(_VideoMAEBase):
         if ids_masked is not None:
             patches = torch.gather(patches, 1, ids_masked[:, :, None, None].expand(-1, -1, *patches.shape[2:]))
         if self.spec.norm_pix_loss:
-            mean = patches.mean(dim=-2, keepdim=True)
-            std = patches.var(dim=-2, unbiased=True, keepdim=True).sqrt()
-            patches = (patches - mean) / (std + 1e-6)
+            mean, scale = patch_statistics(patches)
+            patches = (patches - mean) / scale
         return patches.flatten(2)
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
