@@ -17,7 +17,8 @@ import torch
 
 from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, run_study
 from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
-                                    reference_arm, summarize, t975, std_from_test_set, write_outputs)
+                                    reference_arm, seeds_to_separate, summarize, t975, std_from_test_set,
+                                    write_outputs)
 from mgm.provenance import installation
 
 
@@ -195,8 +196,12 @@ def test_paired_differences_are_per_seed_on_shared_seeds():
     assert r["ci95"] == pytest.approx((2.05 - 12.706 * r["se"], 2.05 + 12.706 * r["se"]))
     assert r["order"] == "not separated" and paired["scratch"][4]["order"] == "not separated"
     table = format_paired(summ, "mgm")
-    assert "| random@0.75 | +2.0 ± 2.5, 95 % CI -20.2 to +24.3: not separated; above on 2/2 (+3.8, +0.3) |" in table
-    assert "| scratch | +23.9 ± 13.8, 95 % CI -10.3 to +58.1: not separated; above on 3/3 (+27.1, +35.8, +8.8) |" in table
+    assert ("| random@0.75 | +2.0 ± 2.5, 95 % CI -20.2 to +24.3: not separated (≈ 9 seeds would separate it at "
+            "this mean and spread); above on 2/2 (+3.8, +0.3) |") in table
+    assert ("| scratch | +23.9 ± 13.8, 95 % CI -10.3 to +58.1: not separated (≈ 4 seeds would separate it at this "
+            "mean and spread); above on 3/3 (+27.1, +35.8, +8.8) |") in table
+    # 4 seeds: t(3) · 13.8 / √4 = 22.0 < 23.9, where 3 seeds give 34.3
+    assert paired["scratch"][4]["seeds_to_separate"] == 4
     # five seeds that agree are ordered; one seed has no interval
     five = [{"kind": "finetune", "arm": a, "k": 4, "seed": s, "finetune_top1": 70.0 + s + (3 + s % 2 if a == "mgm" else 0)}
             for a in ("random", "mgm") for s in range(5)]
@@ -207,6 +212,9 @@ def test_paired_differences_are_per_seed_on_shared_seeds():
     assert ordering((-3.0, -0.5)) == "behind" and ordering((-0.1, 2.0)) == "not separated"
     # between rows of the t table the lower row (the wider interval)
     assert t975(4) == 2.776 and t975(35) == 2.042 and t975(1000) == 1.980
+    # the eight-seed MGM − random of docs/results.md (−1.7 ± 5.8): 48 seeds; a mean of 0 never separates
+    assert seeds_to_separate(-1.7, 5.8) == 48 and seeds_to_separate(0.0, 3.0) is None
+    assert seeds_to_separate(1.0, 0.0) == 2 and seeds_to_separate(0.1, 9.0) is None
 
 
 def test_test_set_part_of_the_spread_comes_from_the_runs_predictions(tmp_path):

@@ -133,14 +133,26 @@ def ordering(ci: tuple[float, float] | None) -> str:
     return "ahead" if ci[0] > 0 else "behind" if ci[1] < 0 else "not separated"
 
 
+def seeds_to_separate(mean: float, std: float, most: int = 1000) -> int | None:
+    """The fewest seeds n whose 95 % interval, mean ± t(n − 1) · std / √n, excludes 0, if the
+    per-seed differences keep this mean and spread (a planning figure: the mean itself is
+    uncertain); None when not within ``most`` seeds (a mean of 0 never separates)."""
+    if not std > 0:
+        return 2 if mean != 0 else None
+    return next((n for n in range(2, most + 1) if t975(n - 1) * std / math.sqrt(n) < abs(mean)), None)
+
+
 def paired_differences(summary: dict, reference: str, metric: str = "finetune_top1") -> dict:
-    """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above"}}}: ``reference``
+    """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above", "seeds_to_separate"}}}:
+    ``reference``
     minus each other arm on the seeds both ran. A seed fixes the labelled draw, initial weights and
     clip order for every arm, so these paired differences are the comparison to read; the arms' own
     stds also carry how hard each seed's labelled draw is, which is shared by both arms of a pair.
     ``std`` is the spread of one seed's difference (more seeds do not shrink it); ``se`` = std/√n
     and ``ci95`` (Student's t) are what more seeds narrow, and ``order`` (:func:`ordering`) reads the
-    interval: two arms whose interval contains 0 are not ordered by this study."""
+    interval: two arms whose interval contains 0 are not ordered by this study;
+    ``seeds_to_separate`` (:func:`seeds_to_separate`) is how many seeds would order them if the
+    difference and its spread stayed as measured."""
     out: dict = {}
     for arm, cells in summary.items():
         if arm == reference:
@@ -160,14 +172,16 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
                 se = sd / math.sqrt(n) if n > 1 else float("nan")
                 ci = (m - t975(n - 1) * se, m + t975(n - 1) * se) if n > 1 else None
                 out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd, "se": se,
-                               "ci95": ci, "order": ordering(ci), "above": sum(d > 0 for d in diffs)}
+                               "ci95": ci, "order": ordering(ci), "above": sum(d > 0 for d in diffs),
+                               "seeds_to_separate": seeds_to_separate(m, sd) if n > 1 else None}
     return out
 
 
 def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") -> str:
     """Markdown: ``reference`` minus each arm, mean ± std of the per-seed differences, the 95 %
-    interval of their mean and what it says, how many seeds ``reference`` is above, and the
-    differences themselves."""
+    interval of their mean and what it says (when it contains 0, how many seeds would separate a
+    difference of this mean and spread), how many seeds ``reference`` is above, and the differences
+    themselves."""
     paired = paired_differences(summary, reference, metric)
     ks = sorted({k for a in paired.values() for k in a})
     lines = [f"| {reference} minus arm, {METRICS[metric]} | " + " | ".join(f"K = {k} (points)" for k in ks) + " |",
@@ -178,6 +192,9 @@ def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") 
             c = cells.get(k)
             ci = "" if c is None or c["ci95"] is None else \
                 f", 95 % CI {c['ci95'][0]:+.1f} to {c['ci95'][1]:+.1f}: {c['order']}"
+            if c is not None and c["order"] == "not separated":
+                need = c["seeds_to_separate"]
+                ci += f" ({'over 1000' if need is None else f'≈ {need}'} seeds would separate it at this mean and spread)"
             vals.append("–" if c is None else f"{c['mean']:+.1f} ± {c['std']:.1f}{ci}; above on {c['above']}/"
                         f"{len(c['diffs'])} ({', '.join(f'{d:+.1f}' for d in c['diffs'])})")
         lines.append(f"| {arm} | " + " | ".join(vals) + " |")
