@@ -71,6 +71,17 @@ def test_resuming_a_checkpoint_without_the_average_is_refused(synth, tmp_path):
         run_pretrain(pretrain_cfg(synth, tmp_path, "run.max_steps=4", "optim.ema=0.9", "run.resume=auto"))
 
 
+def test_resuming_a_checkpoint_with_the_average_without_it_says_so(synth, tmp_path, capsys):
+    run_pretrain(pretrain_cfg(synth, tmp_path, "run.max_steps=2", "optim.ema=0.9"))
+    capsys.readouterr()
+    run_pretrain(pretrain_cfg(synth, tmp_path, "run.max_steps=3", "run.resume=auto"))
+    err = capsys.readouterr().err
+    assert "step_00000002 carries a weight average (optim.ema) that this run, with optim.ema=0, drops" in err
+    trained = checkpoint(tmp_path, 3)
+    handed_on = load_file(str(tmp_path / "pretrained.safetensors"))
+    assert all(torch.equal(handed_on[k], trained[k]) for k in trained)
+
+
 def test_fine_tuning_hands_on_the_average(synth, tmp_path):
     """finetuned.safetensors (and the test after training, which runs on the same model) is the
     average, not the last checkpoint's weights."""

@@ -85,6 +85,10 @@ class TrainerCheckpoints:
             except Exception as e:  # noqa: BLE001 - truncated / missing: try an older checkpoint
                 raise CheckpointError(f"{path}: weight average not readable "
                                       f"({type(e).__name__}: {first_line(e)})") from None
+        elif st.get("ema_updates") is not None and self.ctx.dist.is_main:
+            # allowed (a user may want the trained weights after all), never silent
+            print(f"warning: {path} carries a weight average (optim.ema) that this run, with optim.ema=0, "
+                  "drops: it hands on its trained weights", file=sys.stderr)
         self.optimizer.load_state_dict(st["optimizer"])
         if self.ctx.scaler is not None and st.get("scaler"):
             self.ctx.scaler.load_state_dict(st["scaler"])
