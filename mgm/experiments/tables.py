@@ -144,8 +144,7 @@ def seeds_to_separate(mean: float, std: float, most: int = 1000) -> int | None:
 
 def paired_differences(summary: dict, reference: str, metric: str = "finetune_top1") -> dict:
     """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above", "seeds_to_separate"}}}:
-    ``reference``
-    minus each other arm on the seeds both ran. A seed fixes the labelled draw, initial weights and
+    ``reference`` minus each other arm on the seeds both ran. A seed fixes the labelled draw, initial weights and
     clip order for every arm, so these paired differences are the comparison to read; the arms' own
     stds also carry how hard each seed's labelled draw is, which is shared by both arms of a pair.
     ``std`` is the spread of one seed's difference (more seeds do not shrink it); ``se`` = std/√n
