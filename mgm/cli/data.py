@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 
 def _default_workers() -> int:
@@ -159,8 +160,6 @@ def _synth(args) -> int:
 
 @_user_errors
 def _subset(args) -> int:
-    from pathlib import Path
-
     from mgm.data.annotations import load_annotations
     from mgm.data.subset import format_counts, make_subset, write_subset
     from mgm.errors import UserError

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+from pathlib import Path
 
 from mgm.masking.options import RATIO_SWEEP, STRATEGIES
 
@@ -202,9 +204,6 @@ def _demo(args) -> int:
 
 
 def _saliency(args) -> int:
-    import os
-    from pathlib import Path
-
     from mgm.errors import UserError
     from mgm.data.annotations import AnnotationError, load_annotations
     from mgm.experiments.saliency import load_boxes_file, saliency

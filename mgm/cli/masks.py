@@ -5,6 +5,9 @@ Top level stays light: numpy / torch / av are imported inside the command.
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+from pathlib import Path
 
 from mgm.masking.options import DEFAULT_OPTIONS, INITS, STRATEGIES
 
@@ -49,10 +52,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import tempfile
-    from pathlib import Path
-
     import numpy as np
 
     from mgm.data import transforms

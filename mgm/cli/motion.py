@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 
 
 def register(sub) -> None:
@@ -56,8 +57,6 @@ def summarize(clip, info) -> dict:
 
 
 def run(args) -> int:
-    import tempfile
-
     from mgm.errors import UserError
     from mgm.video import VideoError, probe_video, read_clip
 

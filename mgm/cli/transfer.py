@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 _VALUE_OPTS = {"--config": "config", "-c": "config", "--plan": "plan", "--protocol": "protocol",
                "--dataset": "dataset", "--data": "data", "--out": "out", "--label": "label",
@@ -44,8 +45,6 @@ def register(sub) -> None:
 
 
 def _one_cell(args):
-    from pathlib import Path
-
     from mgm.config import ConfigError, load_config
     from mgm.errors import UserError
     from mgm.experiments.transfer import Cell, infer_protocol

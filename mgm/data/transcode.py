@@ -12,6 +12,7 @@ name and renamed when complete). Videos that fail are reported and left out of t
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -134,7 +135,6 @@ def _write_annotations(ann: Annotations, src: Path, out: Path, rels, recs) -> st
             shutil.copyfile(src.parent / "classes.txt", out / "classes.txt")
         return str(dst)
     if ann.format == "ssv2":
-        import json
 
         entries = json.loads(src.read_text())
         keep = [e for e in entries if ok.get(f"{e['id']}.mp4", False)]

@@ -18,6 +18,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -187,8 +188,6 @@ def bench_video(path, frames=16, stride=4, cell=16, repeats=9, seed=0, truth=Non
 
 
 def run(args) -> int:
-    import tempfile
-
     from mgm.errors import UserError
     from mgm.video.container import VideoError
 
