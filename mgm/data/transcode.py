@@ -135,7 +135,6 @@ def _write_annotations(ann: Annotations, src: Path, out: Path, rels, recs) -> st
             shutil.copyfile(src.parent / "classes.txt", out / "classes.txt")
         return str(dst)
     if ann.format == "ssv2":
-
         entries = json.loads(src.read_text())
         keep = [e for e in entries if ok.get(f"{e['id']}.mp4", False)]
         (out / src.name).write_text(json.dumps(keep))
