@@ -13,7 +13,7 @@ _EXPORTS = {
     "build_classifier": "mgm.models.vit",
     "build_model": "mgm.models.vit",
     "build_pretrainer": "mgm.models.vit",
-    "sinusoid_table": "mgm.models.vit",
+    "sinusoid_table": "mgm.models.layers",
     "CheckpointError": "mgm.models.checkpoint",
     "init_from": "mgm.models.checkpoint",
     "load_checkpoint": "mgm.models.checkpoint",

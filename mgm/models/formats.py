@@ -16,6 +16,7 @@ import re
 import torch
 
 from mgm.errors import UserError
+from mgm.models.layers import sinusoid_table
 from mgm.models.options import ARCHS
 from mgm.models.vit import VideoMAESpec
 
@@ -253,8 +254,6 @@ def ours_to_official(sd: dict, kind: str) -> dict:
 
 
 def check_pos_embed(sd: dict) -> None:
-    from mgm.models.vit import sinusoid_table
-
     for k in ("pos_embed", "encoder.pos_embed"):
         t = sd.get(k)
         if t is None:
