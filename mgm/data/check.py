@@ -17,19 +17,17 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+import av
+
 from mgm.data.annotations import Annotations, Sample, load_annotations, write_list
 from mgm.data.parallel import progress_map
+from mgm.video import VideoError, probe_video, read_clip
 
 
 def check_video(path: str, min_frames: int = 16, span: int = 0, deep: bool = False) -> dict:
     """One video's record: path, ok, reason (if bad), warnings, codec, width, height, fps,
     num_frames, duration, has_motion_vectors."""
     rec: dict = {"path": path, "ok": False, "reason": "", "warnings": []}
-    try:
-        from mgm.video import VideoError, probe_video, read_clip
-    except ImportError as e:  # pragma: no cover - mgm.video missing
-        rec["reason"] = f"mgm.video unavailable: {e}"
-        return rec
     try:
         info = probe_video(path)      # missing, empty, not a video: VideoError(path, reason)
         rec.update(codec=info.codec, width=int(info.width), height=int(info.height),
@@ -71,8 +69,6 @@ def _strip(msg: str, path: str) -> str:
 
 def _decode_all(path: str) -> int:
     """Frames decodable to the end; raises on a decoder error."""
-    import av
-
     n = 0
     with av.open(path) as c:
         s = c.streams.video[0]

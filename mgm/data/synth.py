@@ -47,12 +47,12 @@ import json
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from mgm.data.parallel import progress_map
-
 from mgm.data import synth_figures
-from mgm.video.synthetic import smooth_noise
+from mgm.data.parallel import progress_map
+from mgm.video.synthetic import SyntheticObject, encode_frames, make_synthetic_video, smooth_noise
 
 CLASSES = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 VAL_EVERY = 5          # videos 4, 9, 14, ... go to val (every class once per 40 videos)
@@ -107,8 +107,6 @@ def video_spec(index: int, size: int, frames: int, seed: int, style: str = "natu
 
 
 def _object(spec: dict, grow: float = 1.0):
-    from mgm.video.synthetic import SyntheticObject
-
     o = spec["object"]
     return SyntheticObject(size=(o["size"][0] * grow, o["size"][1] * grow), start=o["start"],
                            velocity=o["velocity"], scale=o.get("scale", 1.0),
@@ -120,8 +118,6 @@ def render_bold(spec: dict, size: int, frames: int) -> tuple[np.ndarray, np.ndar
     """The ``bold`` style: a bright two-colour object, 1.4x larger, over a dark smooth
     background (no fine grain) with dim static distractors and the same pan. Same motion as
     the ``natural`` style (same spec). Returns frames (T, H, W, 3) uint8 and boxes (T, 4)."""
-    import cv2
-
     rng = np.random.default_rng(spec["render_seed"])
     ob = _object(spec, BOLD_GROW)
     px, py = spec["pan"]
@@ -166,8 +162,6 @@ def render_bold(spec: dict, size: int, frames: int) -> tuple[np.ndarray, np.ndar
 def render_one(path: str, spec: dict, size: int, frames: int, fps: float = 25.0,
                style: str = "natural") -> list[list[float]]:
     """Render and encode one video; returns its per-frame boxes (xyxy)."""
-    from mgm.video.synthetic import encode_frames, make_synthetic_video
-
     if style == "actions":
         imgs, boxes = synth_figures.render_figure(spec["figure"], size, frames)
         encode_frames(path, imgs, fps=fps)
@@ -202,8 +196,6 @@ def make_synth_dataset(out_dir: str | os.PathLike, videos: int = 400, size: int 
     smooth) or "actions" (stick figures; what ``mgm demo`` and ``mgm study`` use). ``boxes.json``
     records the OpenCV version that drew the set: another release rounds the warps and antialiased
     lines differently, so the same seed gives slightly different pixels."""
-    import cv2          # drawing dependency, imported where the set is drawn (as in the renderers)
-
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     out = Path(out_dir)

@@ -14,6 +14,7 @@ and area-resized, so thin limbs stay visible at 64².
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from mgm.video.synthetic import smooth_noise
@@ -113,8 +114,6 @@ def skeleton(spec: dict, a: dict, i: int) -> dict:
 
 def render_figure(spec: dict, size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames (T, size, size, 3) uint8 and the figure's per-frame box (T, 4) xyxy px."""
-    import cv2
-
     k = 2                                                          # supersampling
     big = size * k
     rng = np.random.default_rng(spec["render_seed"])

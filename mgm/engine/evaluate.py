@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mgm.data.transforms import normalize
 from mgm.engine import distributed as du
@@ -144,8 +145,6 @@ def evaluate(ctx, forward: Callable[[torch.Tensor], torch.Tensor], dataset, batc
     unreadable: set[str] = set()
     bar = None
     if d.is_main:
-        from tqdm import tqdm
-
         bar = tqdm(total=math.ceil(len(sampler) / batch_size), desc=desc, unit="batch",
                    dynamic_ncols=True, leave=False)
     for batch in loader:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
 
 from mgm.config import Config, accum_steps_for, save_config, validate_config
 from mgm.data.dataset import build_dataset
@@ -116,8 +118,6 @@ def setup_run(cfg: Config, config_name: str = "config.yaml") -> RunContext:
 
 
 def make_loader(ctx: RunContext, dataset, sampler, batch_size: int, drop_last: bool, collate_fn=None):
-    from torch.utils.data import DataLoader
-
     nw = ctx.cfg.data.num_workers
     kwargs = {}
     if nw > 0:
@@ -137,8 +137,6 @@ def wrap_model(ctx: RunContext, model: torch.nn.Module, trainable: bool = True):
     model.to(ctx.device)
     train_model = model
     if ctx.dist.distributed and trainable:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         train_model = DDP(model, device_ids=ids)
     if ctx.cfg.run.compile:

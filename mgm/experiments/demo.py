@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from mgm.data import transforms
 from mgm.errors import UserError
@@ -55,8 +56,6 @@ class Progress:
     weight is its seconds of work; ``jobs`` runs share the wall clock."""
 
     def __init__(self, total: float, runs: dict[Path, tuple[int, float]], enabled: bool, jobs: int = 1):
-        from tqdm import tqdm
-
         self.runs, self.fixed, self.jobs = runs, 0.0, max(1, jobs)
         self.bar = tqdm(total=round(total), disable=not enabled, file=sys.stderr, smoothing=0.0,
                         bar_format="demo [{desc}] {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}")

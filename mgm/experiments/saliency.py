@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from mgm.video import VideoError, probe_video, read_clip
 
 
 @dataclass
@@ -159,15 +162,11 @@ def saliency(paths: list[str], boxes: dict[str, VideoBoxes], keys: list[str] | N
     """Score every video of ``paths`` (``keys``: the names used to match boxes, default paths).
     ``frames=0``: every frame of each video (stride ``stride``); else a clip of ``frames``
     frames ``stride`` apart from the start."""
-    from mgm.video import VideoError, probe_video, read_clip
-
     keys = keys or paths
     res = SaliencyResult()
     total = {"in_sum": 0.0, "in_n": 0, "out_sum": 0.0, "out_n": 0, "frames": 0}
     it = list(zip(paths, keys))
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(it, desc="saliency", unit="video")
     for path, key in it:
         row = {"path": key}

@@ -30,6 +30,9 @@ import pickle
 from pathlib import Path
 
 import torch
+import yaml
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgm.models.formats import (
@@ -128,9 +131,6 @@ def _kind_from_keys(sd: dict) -> str:
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -146,8 +146,6 @@ def _read_sidecar(path: Path) -> dict | None:
             text = side.read_text()
             if suffix == ".json":
                 return json.loads(text)
-            import yaml
-
             return yaml.safe_load(text)
     return None
 
@@ -157,8 +155,6 @@ def _read_hf_dir(d: Path) -> tuple[dict, dict]:
     if (d / "model.safetensors").exists():
         sd, _ = _read_safetensors(d / "model.safetensors")
     elif (d / "model.safetensors.index.json").exists():
-        from safetensors.torch import load_file
-
         index = json.loads((d / "model.safetensors.index.json").read_text())
         sd = {}
         for shard in sorted(set(index["weight_map"].values())):
@@ -333,8 +329,6 @@ def save_checkpoint(model: nn.Module, path, config: dict | None = None, extra: d
     "extra": extra, "installation": what made the weights (``mgm.provenance.installation``)}. ``config`` / ``extra`` must be JSON-serialisable (other values are
     written with ``str``). Returns the weights path. Files are replaced atomically.
     """
-    from safetensors.torch import save_file
-
     inner = unwrap(model)
     kind = model_kind(inner)
     path = Path(path)

@@ -17,9 +17,12 @@ motion classes: left/right/up/down (velocity), towards/away (scale), rotating (r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
+import av
+import cv2
 import numpy as np
 
 
@@ -90,8 +93,6 @@ class SyntheticTruth:
 
 def _texture(rng: np.random.Generator, h: int, w: int, contrast: float = 1.0) -> np.ndarray:
     """Smooth multi-scale colour noise plus fine grain: enough texture for block matching."""
-    import cv2
-
     out = np.zeros((h, w, 3), np.float32)
     for cell, amp in ((32, 0.5), (8, 0.3), (2, 0.2)):
         small = rng.random((max(2, h // cell + 2), max(2, w // cell + 2), 3), dtype=np.float32)
@@ -104,8 +105,6 @@ def render_frames(width: int, height: int, num_frames: int, objects: Sequence[Sy
                   pan: tuple[float, float] = (0.0, 0.0), distractors: int = 0, seed: int = 0,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render RGB frames (T, H, W, 3) uint8; returns (frames, boxes, centres)."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     px, py = float(pan[0]), float(pan[1])
     margin_x = int(np.ceil(abs(px) * num_frames)) + 2
@@ -175,9 +174,6 @@ def encode_frames(path: str | Path, frames: np.ndarray, fps: float = 25.0, codec
     """Encode RGB frames (T, H, W, 3) with PyAV. libx264 gets a fixed GOP (no scene cut,
     no adaptive B decision) so the frame-type pattern is predictable: I B..B P B..B P ..., and no
     macroblock-tree rate control, so the same frames always give the same bytes."""
-    import av
-    from fractions import Fraction
-
     path = Path(path)
     T, H, W, _ = frames.shape
     rate = Fraction(fps).limit_denominator(1001)
@@ -241,7 +237,5 @@ def make_synthetic_video(path: str | Path, width: int = 128, height: int = 96, n
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     """(h, w, 3) float32 smooth noise in [0, 1]: a cells x cells random grid, cubic-resized."""
-    import cv2
-
     g = rng.random((cells + 1, cells + 1, 3), dtype=np.float32)
     return np.clip(cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
