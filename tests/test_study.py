@@ -199,7 +199,11 @@ def test_paired_differences_are_per_seed_on_shared_seeds():
     assert ("| random@0.75 | +2.0 ± 2.5, 95 % CI -20.2 to +24.3: not separated (≈ 9 seeds would separate it at "
             "this mean and spread); above on 2/2 (+3.8, +0.3) |") in table
     assert ("| scratch | +23.9 ± 13.8, 95 % CI -10.3 to +58.1: not separated (≈ 4 seeds would separate it at this "
-            "mean and spread); above on 3/3 (+27.1, +35.8, +8.8) |") in table
+            "mean and spread); every seed above every seed of scratch (73.1 > 64.4); above on 3/3 "
+            "(+27.1, +35.8, +8.8) |") in table
+    # unpaired: mgm's lowest seed (73.1) is above scratch's highest (64.4), not above random's (80.0 on seed 0)
+    assert paired["scratch"][4]["ranges"] == "above" and r["ranges"] == "overlap"
+    assert paired_differences(summ, "scratch")["mgm"][4]["ranges"] == "below"
     # 4 seeds: t(3) · 13.8 / √4 = 22.0 < 23.9, where 3 seeds give 34.3
     assert paired["scratch"][4]["seeds_to_separate"] == 4
     # five seeds that agree are ordered; one seed has no interval

@@ -143,7 +143,8 @@ def seeds_to_separate(mean: float, std: float, most: int = 1000) -> int | None:
 
 
 def paired_differences(summary: dict, reference: str, metric: str = "finetune_top1") -> dict:
-    """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above", "seeds_to_separate"}}}:
+    """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above", "seeds_to_separate",
+    "ranges", "lowest", "highest_other"}}}:
     ``reference`` minus each other arm on the seeds both ran. A seed fixes the labelled draw, initial weights and
     clip order for every arm, so these paired differences are the comparison to read; the arms' own
     stds also carry how hard each seed's labelled draw is, which is shared by both arms of a pair.
@@ -151,7 +152,9 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
     and ``ci95`` (Student's t) are what more seeds narrow, and ``order`` (:func:`ordering`) reads the
     interval: two arms whose interval contains 0 are not ordered by this study;
     ``seeds_to_separate`` (:func:`seeds_to_separate`) is how many seeds would order them if the
-    difference and its spread stayed as measured."""
+    difference and its spread stayed as measured. ``ranges`` compares the two arms' seeds unpaired:
+    "above" when ``reference``'s lowest seed (``lowest``) is above the arm's highest
+    (``highest_other``), "below" the other way round, else "overlap"."""
     out: dict = {}
     for arm, cells in summary.items():
         if arm == reference:
@@ -166,21 +169,26 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
             pairs = [(s, round(v - theirs[s], 2)) for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
             if pairs:
                 diffs = [d for _, d in pairs]
+                mine = [v for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
+                other = [theirs[s] for s, _ in pairs]
                 m, sd = mean_std(diffs)
                 n = len(diffs)
                 se = sd / math.sqrt(n) if n > 1 else float("nan")
                 ci = (m - t975(n - 1) * se, m + t975(n - 1) * se) if n > 1 else None
                 out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd, "se": se,
                                "ci95": ci, "order": ordering(ci), "above": sum(d > 0 for d in diffs),
-                               "seeds_to_separate": seeds_to_separate(m, sd) if n > 1 else None}
+                               "seeds_to_separate": seeds_to_separate(m, sd) if n > 1 else None,
+                               "ranges": ("above" if min(mine) > max(other) else
+                                          "below" if max(mine) < min(other) else "overlap"),
+                               "lowest": min(mine), "highest_other": max(other)}
     return out
 
 
 def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") -> str:
     """Markdown: ``reference`` minus each arm, mean ± std of the per-seed differences, the 95 %
     interval of their mean and what it says (when it contains 0, how many seeds would separate a
-    difference of this mean and spread), how many seeds ``reference`` is above, and the differences
-    themselves."""
+    difference of this mean and spread), whether every seed of ``reference`` is above every seed of
+    the arm, how many seeds ``reference`` is above, and the differences themselves."""
     paired = paired_differences(summary, reference, metric)
     ks = sorted({k for a in paired.values() for k in a})
     lines = [f"| {reference} minus arm, {METRICS[metric]} | " + " | ".join(f"K = {k} (points)" for k in ks) + " |",
@@ -194,6 +202,8 @@ def format_paired(summary: dict, reference: str, metric: str = "finetune_top1") 
             if c is not None and c["order"] == "not separated":
                 need = c["seeds_to_separate"]
                 ci += f" ({'over 1000' if need is None else f'≈ {need}'} seeds would separate it at this mean and spread)"
+            if c is not None and c["ranges"] == "above":
+                ci += f"; every seed above every seed of {arm} ({c['lowest']:.1f} > {c['highest_other']:.1f})"
             vals.append("–" if c is None else f"{c['mean']:+.1f} ± {c['std']:.1f}{ci}; above on {c['above']}/"
                         f"{len(c['diffs'])} ({', '.join(f'{d:+.1f}' for d in c['diffs'])})")
         lines.append(f"| {arm} | " + " | ".join(vals) + " |")
