@@ -102,3 +102,16 @@ def test_report_names_the_installations_of_reused_runs():
     mixed = dict(details({"installations": [{"installation": here, "runs": 6},
                                             {"installation": {**here, "code": "bbb"}, "runs": 2}]}))
     assert mixed["runs made with"].startswith("Made with mgm 0.1.0, code aaa, torch_cpu AVX2 (6 runs); 2 runs with code bbb")
+
+
+def test_verdict_says_every_seed_above_scratch_only_when_the_seeds_do_not_overlap():
+    from mgm.experiments.write import verdict
+
+    def metrics(mgm):
+        return {"finetune": {"scratch": {"mean": 14.3, "std": 1.8, "values": [12.5, 14.5, 16.0]},
+                             "mgm": {"mean": sum(mgm) / 3, "std": 1.0, "values": mgm}}}
+
+    assert "mgm-pretrained vs scratch: +14.9 points (every seed above every scratch seed)." in \
+        verdict(metrics([44.5, 27.0, 16.1]))
+    # one MGM seed level with the best scratch seed is not above it
+    assert "(the seeds overlap)." in verdict(metrics([44.5, 27.0, 16.0]))

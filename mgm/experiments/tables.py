@@ -142,6 +142,14 @@ def seeds_to_separate(mean: float, std: float, most: int = 1000) -> int | None:
     return next((n for n in range(2, most + 1) if t975(n - 1) * std / math.sqrt(n) < abs(mean)), None)
 
 
+def seed_ranges(mine: list[float], other: list[float]) -> str:
+    """"above" when the lowest of ``mine`` is above the highest of ``other``, "below" the other way
+    round, else "overlap": the unpaired "every seed above every seed" of issue 11's bar."""
+    if min(mine) > max(other):
+        return "above"
+    return "below" if max(mine) < min(other) else "overlap"
+
+
 def paired_differences(summary: dict, reference: str, metric: str = "finetune_top1") -> dict:
     """{arm: {K: {"seeds", "diffs", "mean", "std", "se", "ci95", "order", "above", "seeds_to_separate",
     "ranges", "lowest", "highest_other"}}}:
@@ -152,9 +160,9 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
     and ``ci95`` (Student's t) are what more seeds narrow, and ``order`` (:func:`ordering`) reads the
     interval: two arms whose interval contains 0 are not ordered by this study;
     ``seeds_to_separate`` (:func:`seeds_to_separate`) is how many seeds would order them if the
-    difference and its spread stayed as measured. ``ranges`` compares the two arms' seeds unpaired:
-    "above" when ``reference``'s lowest seed (``lowest``) is above the arm's highest
-    (``highest_other``), "below" the other way round, else "overlap"."""
+    difference and its spread stayed as measured. ``ranges`` (:func:`seed_ranges`) compares the
+    two arms' seeds unpaired; ``lowest`` is ``reference``'s lowest seed, ``highest_other`` the arm's
+    highest."""
     out: dict = {}
     for arm, cells in summary.items():
         if arm == reference:
@@ -178,8 +186,7 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
                 out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd, "se": se,
                                "ci95": ci, "order": ordering(ci), "above": sum(d > 0 for d in diffs),
                                "seeds_to_separate": seeds_to_separate(m, sd) if n > 1 else None,
-                               "ranges": ("above" if min(mine) > max(other) else
-                                          "below" if max(mine) < min(other) else "overlap"),
+                               "ranges": seed_ranges(mine, other),
                                "lowest": min(mine), "highest_other": max(other)}
     return out
 

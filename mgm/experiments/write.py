@@ -10,6 +10,7 @@ import math
 import re
 from pathlib import Path
 
+from mgm.experiments.tables import seed_ranges
 from mgm.provenance import describe_installations
 
 CAPTIONS = {
@@ -79,7 +80,7 @@ def verdict(m: dict) -> str:
         if not base:
             break
         d = ft[a]["mean"] - base["mean"]
-        every = min(ft[a]["values"]) > max(base["values"])
+        every = seed_ranges(ft[a]["values"], base["values"]) == "above"
         out.append(f"{a}-pretrained vs scratch: {d:+.1f} points"
                    + (" (every seed above every scratch seed)." if every else " (the seeds overlap)."))
     if "mgm" in ft and "tube" in ft:
