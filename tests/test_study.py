@@ -120,7 +120,11 @@ def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):
     assert cell["seeds"] == [1] and cell["draws"] == [[round(r["finetune_top1"], 2) for r in ft]]
     assert cell["mean"] == pytest.approx(sum(r["finetune_top1"] for r in ft) / 2)
     table = (tmp_path / "st" / "table_study.md").read_text()
-    assert "mean of 2 labelled draws" in table
+    assert "mean of 2 labelled draws" in table and "whole labelled pool" not in table
+    # K equal to the pool: the draws cannot differ in their clips, and the table says so
+    write_outputs(dataclasses.replace(s, pool=1), rows)
+    assert "at K = 1 every draw holds the whole labelled pool (1 clips per class)" in \
+        (tmp_path / "st" / "table_study.md").read_text()
     # the test set's part of the spread, read from the two runs' predictions
     assert cell["test_std"] == std_from_test_set(s, rows, "scratch", 1) and cell["test_std"] >= 0
     assert f"test set ± {cell['test_std']:.1f})" in table

@@ -287,6 +287,11 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
     if s.draws > 1:
         seeds += (f"; each seed the mean of {s.draws} labelled draws (each its own K-shot subset, head "
                   "initialisation and order over the seed's pretraining)")
+        whole = sorted(k for k in {r["k"] for r in rows if "k" in r} if k >= s.pool)
+        if whole:
+            seeds += (f"; at K = {', '.join(map(str, whole))} every draw holds the whole labelled pool "
+                      f"({s.pool} clips per class), so its draws differ only in head initialisation and "
+                      "order, and k-NN's are the same")
     averaged = f", the weights' moving average (optim.ema={s.pretrain_ema})" if s.pretrain_ema else ""
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps{averaged}; "
              f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
