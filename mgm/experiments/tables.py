@@ -173,17 +173,16 @@ def paired_differences(summary: dict, reference: str, metric: str = "finetune_to
             c = cell.get(metric) if isinstance(k, int) else None
             if ref is None or c is None:
                 continue
-            theirs = dict(zip(c["seeds"], c["values"]))
-            pairs = [(s, round(v - theirs[s], 2)) for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
-            if pairs:
-                diffs = [d for _, d in pairs]
-                mine = [v for s, v in zip(ref["seeds"], ref["values"]) if s in theirs]
-                other = [theirs[s] for s, _ in pairs]
+            ours, theirs = dict(zip(ref["seeds"], ref["values"])), dict(zip(c["seeds"], c["values"]))
+            shared = [s for s in ours if s in theirs]
+            if shared:
+                mine, other = [ours[s] for s in shared], [theirs[s] for s in shared]
+                diffs = [round(v - w, 2) for v, w in zip(mine, other)]
                 m, sd = mean_std(diffs)
                 n = len(diffs)
                 se = sd / math.sqrt(n) if n > 1 else float("nan")
                 ci = (m - t975(n - 1) * se, m + t975(n - 1) * se) if n > 1 else None
-                out[arm][k] = {"seeds": [s for s, _ in pairs], "diffs": diffs, "mean": m, "std": sd, "se": se,
+                out[arm][k] = {"seeds": shared, "diffs": diffs, "mean": m, "std": sd, "se": se,
                                "ci95": ci, "order": ordering(ci), "above": sum(d > 0 for d in diffs),
                                "seeds_to_separate": seeds_to_separate(m, sd) if n > 1 else None,
                                "ranges": seed_ranges(mine, other),
