@@ -1,8 +1,8 @@
 """Every preset parses, validates, and matches the paper's Appendix A (Tables 5 and 6)."""
 import pytest
 
-from mgm.config import (ConfigError, accum_steps_for, list_presets, load_config, preset_description,
-                        validate_config)
+from mgm.config import ConfigError, accum_steps_for, list_presets, load_config, preset_description
+from mgm.config_checks import validate_config
 
 # Table 5 (pretraining), the same for both datasets except flip; Sec. 4.2 for stride.
 TABLE5 = {"optimizer": "adamw", "base_lr": 1.5e-4, "weight_decay": 0.05, "betas": [0.9, 0.95],

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from mgm.config import CHOICES, ConfigError, load_config, validate_config
+from mgm.config import ConfigError, load_config
+from mgm.config_checks import CHOICES, validate_config
 
 TYPOS = {"task": "pretrian", "model.arch": "vit_tinyy", "model.attention": "jiont", "model.pool": "max",
          "mask.strategy": "mgmm", "mask.init": "motoin", "data.format": "csv", "data.sampling": "dens",
@@ -65,7 +66,7 @@ def test_numbers_in_e_notation_are_numbers():
 
 
 def test_config_imports_no_torch_numpy_or_av():
-    code = ("import sys, mgm.config; bad = {'torch', 'numpy', 'av', 'cv2'} & set(sys.modules); "
+    code = ("import sys, mgm.config, mgm.config_checks; bad = {'torch', 'numpy', 'av', 'cv2'} & set(sys.modules); "
             "print(sorted(bad)); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from engine_helpers import SMALL, data_args, make_synth
-from mgm.config import ConfigError, load_config, validate_config
+from mgm.config import ConfigError, load_config
+from mgm.config_checks import validate_config
 from mgm.engine.finetune import run_finetune
 from mgm.engine.pretrain import run_pretrain
 from mgm.engine.run_context import RunError

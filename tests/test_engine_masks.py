@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from data_fixtures import tiny_synth
-from mgm.config import ConfigError, MaskConfig, load_config, validate_config
+from mgm.config import ConfigError, MaskConfig, load_config
+from mgm.config_checks import validate_config
 from mgm.engine.pretrain import run_pretrain
 from mgm.engine.run_context import model_from_config
 

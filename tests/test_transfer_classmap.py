@@ -9,7 +9,8 @@ import pytest
 import torch
 from engine_helpers import SMALL, make_synth, run_cli
 
-from mgm.config import ConfigError, load_config, validate_config
+from mgm.config import ConfigError, load_config
+from mgm.config_checks import validate_config
 from mgm.data.annotations import Annotations, Sample
 from mgm.data.class_map import (BUILTIN, CLASS_SETS, ClassMapError, load_class_map, map_annotations,
                                 resolve_class_map)

@@ -77,7 +77,8 @@ def split_overrides(args, value_opts: dict[str, str], flags: dict[str, str]) -> 
 
 def _load(args, task: str):
     from mgm.errors import UserError
-    from mgm.config import ConfigError, load_config, validate_config
+    from mgm.config import ConfigError, load_config
+    from mgm.config_checks import validate_config
 
     split_overrides(args, _VALUE_OPTS, _FLAGS)
     if not args.config:

@@ -72,7 +72,7 @@ def build_dataset(cfg, split: str = "train", task: str | None = None, guidance: 
     d = cfg.data
     ann = load_annotations(
         annotation_source(cfg, split), root=d.root, format=d.format, split=split,
-        splits=getattr(d, "splits", ""), split_id=getattr(d, "split_id", 1),
+        splits=d.splits, split_id=d.split_id,
         num_classes=d.num_classes,
     )
     return VideoDataset(ann, cfg, split=split, task=task, guidance=guidance)

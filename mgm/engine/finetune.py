@@ -77,7 +77,7 @@ def run_test(ctx, forward, cfg: Config, csv_name: str = "predictions.csv", task:
 @du.releases_process_group
 def run_finetune(cfg: Config, model=None, dataset=None, val_dataset=None, test: bool = True,
                  on_step: Callable[[int], None] | None = None) -> dict:
-    ctx = setup_run(cfg)
+    ctx = setup_run(cfg, "finetune")
     dataset, val_dataset = labelled_datasets(cfg, "finetune", dataset, val_dataset)
     num_classes = dataset.num_classes
     test_set = None
@@ -147,7 +147,7 @@ def _fmt_test(m: dict) -> str:
 def run_eval(cfg: Config, model=None) -> dict:
     """``mgm eval``: multi-view test of ``model.init`` (a fine-tuned checkpoint). Its config goes
     to ``OUT_DIR/eval_config.yaml`` (a fine-tuning run's ``config.yaml`` stays as it was)."""
-    ctx = setup_run(cfg, config_name="eval_config.yaml")
+    ctx = setup_run(cfg, "eval", config_name="eval_config.yaml")
     if model is None:
         if not cfg.model.init:
             raise RunError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")

@@ -118,7 +118,7 @@ def extract_features(ctx, backbone, dataset, batch_size: int, path: Path, desc: 
 @du.releases_process_group
 def run_linprobe(cfg: Config, backbone=None, dataset=None, val_dataset=None,
                  on_step: Callable[[int], None] | None = None) -> dict:
-    ctx = setup_run(cfg)
+    ctx = setup_run(cfg, "linprobe")
     dataset, val_dataset = labelled_datasets(cfg, "linprobe", dataset, val_dataset)
     num_classes = dataset.num_classes
     if backbone is None:

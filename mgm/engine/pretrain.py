@@ -64,7 +64,7 @@ def batch_masks(cfg: Config, batch: dict, step: int, micro: int, world: int, ran
 
 @du.releases_process_group
 def run_pretrain(cfg: Config, model=None, dataset=None, on_step: Callable[[int], None] | None = None) -> dict:
-    ctx = setup_run(cfg)
+    ctx = setup_run(cfg, "pretrain")
     if dataset is None:
         dataset = build_dataset(cfg, "train", task="pretrain", guidance=cfg.mask.strategy in GUIDED)
     if model is None:

@@ -1,6 +1,6 @@
 """What a run sets up before its loop: shared by pretraining, fine-tuning and linear probing.
 
-    ctx = setup_run(cfg)                  # validate, process group, seed, precision, out_dir
+    ctx = setup_run(cfg, "finetune")      # validate, process group, seed, precision, out_dir
     model = model_from_config(cfg, "classifier", num_classes)   # fresh, or from model.init
     train_model = wrap_model(ctx, model)  # DDP / torch.compile
     loader = make_loader(ctx, dataset, sampler, batch_size, drop_last)
@@ -22,7 +22,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from mgm.config import Config, accum_steps_for, save_config, validate_config
+from mgm.config import Config, accum_steps_for, save_config
+from mgm.config_checks import validate_config
 from mgm.data.dataset import build_dataset
 from mgm.engine import distributed as du
 from mgm.engine.logging import RunLogger
@@ -96,8 +97,10 @@ def _amp(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, bool]:
     return (torch.bfloat16 if p == "bf16" else torch.float16), p == "fp16"
 
 
-def setup_run(cfg: Config, config_name: str = "config.yaml") -> RunContext:
-    """Validate, init the process group, seed, create the output directory, save the config."""
+def setup_run(cfg: Config, task: str, config_name: str = "config.yaml") -> RunContext:
+    """Set ``cfg.task`` to the task that runs (so the checks and the saved config say what the
+    run is), validate, init the process group, seed, create the output directory, save the config."""
+    cfg.task = task
     validate_config(cfg)
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)

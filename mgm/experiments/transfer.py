@@ -34,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from mgm.config import ConfigError, load_config, validate_config
+from mgm.config import ConfigError, load_config
+from mgm.config_checks import validate_config
 from mgm.engine.finetune import run_eval, run_finetune
 from mgm.engine.linprobe import run_linprobe
 from mgm.engine.preemption import EXIT_PREEMPTED, TrainingInterrupted
