@@ -118,6 +118,8 @@ def shows(what: str, obs: dict):
         return obs["losses"], obs["lrs"], obs["weights"]
     if what == "test views":
         return obs["result"]["test"]["views_per_video"]
+    if what == "eval views":
+        return obs["result"]["views_per_video"]
     if what == "val":
         return "val" in obs["result"]
     if what == "test":
@@ -183,7 +185,8 @@ def built_context(change, look):
     return Built(check)
 
 
-ROWS: dict[str, Row | Built | Elsewhere] = {
+# a field read by two tasks through code of their own has a row for each
+ROWS: dict[str, Row | tuple[Row, ...] | Built | Elsewhere] = {
     # ModelConfig
     "model.arch": Row("finetune", ("model.arch=vit_small",)),
     "model.depth": Row("finetune", ("model.depth=2",)),
@@ -199,7 +202,8 @@ ROWS: dict[str, Row | Built | Elsewhere] = {
     "model.drop_path": Row("finetune", ("model.drop_path=0.0",), base=("model.depth=2",)),
     "model.pool": Row("finetune", ("model.pool=mean",)),                      # the preset's is time
     "model.grad_checkpointing": Row("finetune", ("model.grad_checkpointing=true",), shows="checkpoint calls"),
-    "model.init": Row("finetune", ("model.init=PRETRAINED",)),
+    "model.init": (Row("finetune", ("model.init=PRETRAINED",)),           # a classifier from a checkpoint
+                   Row("pretrain", ("model.init=PRETRAINED",))),           # a pretraining continued
     # DataConfig
     "data.train": Row("finetune", ("data.train=TRAIN",)),
     "data.val": Row("finetune", ("data.val=ALL",), base=("run.eval_every=1",), shows="val"),
@@ -223,7 +227,8 @@ ROWS: dict[str, Row | Built | Elsewhere] = {
     "data.motion": Row("pretrain", ("data.motion=flow",)),
     "data.motion_cell": Row("pretrain", ("data.motion_cell=16",)),
     "data.class_map": Elsewhere("test_transfer_classmap.py::test_class_map_reaches_the_test"),
-    "data.test_clips": Row("finetune", ("data.test_clips=1",), base=("data.test=ALL",), shows="test views"),
+    "data.test_clips": (Row("finetune", ("data.test_clips=1",), base=("data.test=ALL",), shows="test views"),
+                        Row("eval", ("data.test_clips=1",), shows="eval views")),
     "data.test_crops": Row("finetune", ("data.test_crops=3",), base=("data.test=ALL",), shows="test views"),
     "data.num_workers": built_context(("data.num_workers=1",),
                                       lambda cfg, ctx: make_loader(ctx, range(4), None, 2, False).num_workers),
@@ -248,7 +253,8 @@ ROWS: dict[str, Row | Built | Elsewhere] = {
     "finetune.mixup_switch_prob": Row("finetune", ("finetune.mixup_switch_prob=1.0",),
                                       base=("finetune.mixup=0.8", "finetune.cutmix=1.0",
                                             "finetune.mixup_switch_prob=0.0")),
-    "finetune.label_smoothing": Row("finetune", ("finetune.label_smoothing=0.4",)),
+    "finetune.label_smoothing": (Row("finetune", ("finetune.label_smoothing=0.4",)),
+                                 Row("linprobe", ("finetune.label_smoothing=0.4",))),
     "finetune.repeated_aug": Row("finetune", ("finetune.repeated_aug=2",)),
     "finetune.cache_features": Row("linprobe", ("finetune.cache_features=false",), shows="feature cache"),
     # RunConfig
@@ -312,9 +318,10 @@ def test_the_field_changes_what_the_run_does(runs, key):
         before, after = row.check(runs)
         assert before != after, f"{key}: {before!r} both times"
         return
-    base = runs.run(row.task, row.base)
-    changed = runs.run(row.task, (*row.base, *row.change))
-    assert shows(row.shows, base) != shows(row.shows, changed), f"{key}: {row.change} changed nothing ({row.shows})"
+    for r in row if isinstance(row, tuple) else (row,):
+        base = runs.run(r.task, r.base)
+        changed = runs.run(r.task, (*r.base, *r.change))
+        assert shows(r.shows, base) != shows(r.shows, changed), f"{key}: {r.change} changed nothing on {r.task} ({r.shows})"
 
 
 @pytest.mark.parametrize("task,key", [(t, k) for t, keys in INERT.items() for k in keys])
