@@ -5,7 +5,9 @@
 
 A preset is a name (a YAML file in ``mgm/configs/``) or a path to a YAML file. A YAML
 file may start from another preset with ``base: NAME`` and then override keys; keys
-that are not fields of the tree are an error (a typo must not be silently ignored).
+that are not fields of the tree are an error (a typo must not be silently ignored). The
+checks of values (choices, shapes, options a strategy or task would ignore) are in
+``mgm.config_checks``; a run makes them before it reads any data.
 """
 from __future__ import annotations
 
