@@ -86,8 +86,8 @@ def validate_config(cfg: Config) -> None:
     if not 0 <= o.ema < 1:
         raise ConfigError(f"optim.ema must be in [0, 1) (0: off), got {o.ema}")
     _validate_mask(cfg)
-    _validate_class_map(cfg)
     _validate_task_reads(cfg)
+    _validate_class_map(cfg)
     if cfg.finetune.repeated_aug < 1:
         raise ConfigError("finetune.repeated_aug must be >= 1")
     r = cfg.run
@@ -119,9 +119,6 @@ def _validate_class_map(cfg: Config) -> None:
     the test set is built (it needs both)."""
     if not cfg.data.class_map:
         return
-    if cfg.task not in ("finetune", "eval"):
-        raise ConfigError(f"data.class_map is read by the multi-view test of finetune and eval only, "
-                          f"not by {cfg.task}; leave it empty")
     try:
         load_class_map(cfg.data.class_map)
     except ClassMapError as e:
@@ -131,8 +128,10 @@ def _validate_class_map(cfg: Config) -> None:
 # Fields a task never reads, the value at which they do nothing, and why: any other value would
 # be silently ignored by that task, so it is refused, as mask options the strategy never reads
 # are. (Whole sections a task skips by name, e.g. ``mask`` when fine-tuning, are not listed.)
+CLASS_MAP_ONLY_IN_TEST = ("", "it maps the classes of the multi-view test, which only finetune and eval run")
 INERT = {
     "linprobe": {
+        "data.class_map": CLASS_MAP_ONLY_IN_TEST,
         "finetune.mixup": (0.0, "a linear probe trains without mixup"),
         "finetune.cutmix": (0.0, "a linear probe trains without cutmix"),
         "finetune.repeated_aug": (1, "a linear probe reads each clip once per epoch"),
@@ -144,6 +143,7 @@ INERT = {
         "finetune.cache_features": (False, "fine-tuning trains the encoder, so its features change every step"),
     },
     "pretrain": {
+        "data.class_map": CLASS_MAP_ONLY_IN_TEST,
         "data.val": ("", "pretraining runs no validation; mgm recon measures held-out reconstruction"),
         "data.test": ("", "pretraining runs no test"),
     },
