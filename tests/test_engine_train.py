@@ -132,6 +132,25 @@ def test_nonfinite_loss_is_skipped_then_stops_with_checkpoint_intact(synth, tmp_
     assert all(torch.isfinite(p).all() for p in m.parameters())
 
 
+def test_a_checkpoint_of_another_size_is_used_and_said(synth, tmp_path, capsys):
+    """A classifier from model.init takes the file's architecture; when the config describes
+    another one (the vit_base preset given a ViT-S checkpoint), the run says so in one line, and
+    says nothing when they agree."""
+    from mgm.engine.finetune import run_finetune
+    from mgm.models.checkpoint import load_checkpoint, save_checkpoint
+    from mgm.models.vit import build_pretrainer
+
+    ckpt = save_checkpoint(build_pretrainer("vit_tiny", depth=1, num_frames=8, img_size=64, patch=8,
+                                            decoder_depth=1), tmp_path / "d1.safetensors")
+    for depth, said in (("4", True), ("1", False)):
+        cfg = load_config("tiny_finetune", [*data_args(synth), *SMALL, f"model.depth={depth}", f"model.init={ckpt}",
+                                            "run.max_steps=1", "optim.batch_size=4", f"run.out_dir={tmp_path / depth}"])
+        ft = run_finetune(cfg)
+        err = capsys.readouterr().err
+        assert ("depth 1 (config 4)" in err and "not the one model.* describe" in err) == said, err[-2000:]
+        assert len(load_checkpoint(ft["weights"]).encoder.blocks) == 1
+
+
 def test_finetune_eval_and_linprobe_end_to_end(synth, tmp_path):
     from mgm.engine.finetune import run_eval, run_finetune
     from mgm.engine.linprobe import run_linprobe

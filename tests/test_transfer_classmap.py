@@ -137,7 +137,7 @@ def test_class_map_reaches_the_test(synth, tmp_path):
     (tgt / "test.txt").write_text("".join(f"{synth / l.split()[0]} {l.split()[1]}\n" for l in lines))
     (tgt / "classes.txt").write_text("go_left\ngo_right\n")
     torch.manual_seed(0)
-    ckpt = save_checkpoint(build_classifier("vit_tiny", num_classes=8, num_frames=8, img_size=64),
+    ckpt = save_checkpoint(build_classifier("vit_tiny", depth=4, patch=8, num_classes=8, num_frames=8, img_size=64),
                            tmp_path / "clf.safetensors", extra={"classes": names})
     common = [f"data.test={tgt / 'test.txt'}", *SMALL, "data.test_clips=1", "data.test_crops=1",
               "optim.batch_size=4", f"model.init={ckpt}"]

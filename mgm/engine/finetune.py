@@ -27,7 +27,8 @@ from mgm.data.transforms import normalize
 from mgm.engine import distributed as du
 from mgm.engine.evaluate import evaluate
 from mgm.engine.mixup import VideoMixup, soft_cross_entropy
-from mgm.engine.run_context import RunError, labelled_datasets, model_from_config, setup_run, wrap_model
+from mgm.engine.run_context import (RunError, labelled_datasets, model_from_config, note_checkpoint_architecture,
+                                    setup_run, wrap_model)
 from mgm.engine.trainer import StepOutput, Trainer
 from mgm.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -153,6 +154,7 @@ def run_eval(cfg: Config, model=None) -> dict:
             raise RunError("mgm eval needs model.init=CHECKPOINT (a fine-tuned classifier)")
         model = load_checkpoint(cfg.model.init, num_frames=cfg.model.num_frames,
                                 img_size=cfg.model.img_size, kind="classifier")
+        note_checkpoint_architecture(cfg, model.spec)
     model.to(ctx.device).eval()
     if getattr(model, "num_classes", 1) == 0:
         raise RunError(f"{cfg.model.init} has no classification head; fine-tune it first "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from mgm.engine.logging import RunLogger
 from mgm.engine.preemption import stop_signal_gate, worker_stop_signals
 from mgm.errors import UserError
 from mgm.models.checkpoint import init_from, load_checkpoint
-from mgm.models.vit import build_model
+from mgm.models.vit import VideoMAESpec, build_model
 
 
 class RunError(UserError, ValueError):
@@ -154,13 +155,43 @@ def model_from_config(cfg: Config, kind: str, num_classes: int = 0) -> torch.nn.
     checkpointing; a pretrainer is built from the config and initialised from the file."""
     m = cfg.model
     if kind == "classifier" and m.init:
-        return load_checkpoint(m.init, num_frames=m.num_frames, img_size=m.img_size, num_classes=num_classes,
-                               kind="classifier", drop_path=m.drop_path, pool=m.pool,
-                               grad_checkpointing=m.grad_checkpointing).train()
+        model = load_checkpoint(m.init, num_frames=m.num_frames, img_size=m.img_size, num_classes=num_classes,
+                                kind="classifier", drop_path=m.drop_path, pool=m.pool,
+                                grad_checkpointing=m.grad_checkpointing).train()
+        note_checkpoint_architecture(cfg, model.spec)
+        return model
     model = build_model(m, kind, num_classes)
     if m.init:
         init_from(model, m.init)
     return model
+
+
+# what a classifier loaded from model.init keeps of the file, whatever the config's model.* say
+ARCHITECTURE = ("embed_dim", "depth", "num_heads", "patch", "tubelet", "attention")
+
+
+def architecture_differences(m, spec: VideoMAESpec) -> list[str]:
+    """The encoder sizes in which checkpoint ``spec`` differs from those the config's ``model.*``
+    (arch, depth, patch, tubelet, attention) describe, as ``"depth 12 (config 4)"``."""
+    try:
+        want = VideoMAESpec(arch=m.arch, depth=m.depth, patch=m.patch, tubelet=m.tubelet, attention=m.attention,
+                            num_frames=m.num_frames, img_size=m.img_size)
+    except ValueError:          # the config's own architecture is invalid: the checkpoint's is used anyway
+        return []
+    return [f"{f} {getattr(spec, f)} (config {getattr(want, f)})" for f in ARCHITECTURE
+            if getattr(spec, f) != getattr(want, f)]
+
+
+def note_checkpoint_architecture(cfg: Config, spec: VideoMAESpec) -> None:
+    """Say in one line (main process) when a classifier takes an architecture from ``model.init``
+    other than the one its config describes, e.g. the vit_base preset ``finetune_k400`` given a
+    ViT-S checkpoint: the run is right (the weights decide the shape), but the config's
+    ``model.arch`` would mislead, and a preset's recipe (layer decay, lr) is sized for its arch."""
+    diffs = architecture_differences(cfg.model, spec)
+    if diffs and (not du.is_dist() or torch.distributed.get_rank() == 0):
+        print(f"mgm {cfg.task}: the encoder is {cfg.model.init}'s, not the one model.* describe: {', '.join(diffs)}; "
+              "model.arch/depth/patch/tubelet/attention are not read with a checkpoint "
+              "(mgm configs lists a preset of its size)", file=sys.stderr, flush=True)
 
 
 def labelled_datasets(cfg, task: str, dataset=None, val_dataset=None):
