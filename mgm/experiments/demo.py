@@ -36,11 +36,12 @@ from mgm.models.vit import build_model
 from mgm.provenance import installation_counts, versions
 from mgm.video import read_clip
 
-# The demo's protocol sizes. "default" takes about 8 minutes on 2 idle cores (docs/results.md);
+# The demo's protocol sizes. "default" takes about 8 minutes on 2 idle cores (docs/results.md): 150
+# fine-tuning steps are the most that leave a margin in 10 minutes (200 take about 9.7, 300 about 12);
 # "quick" is a smoke test of the whole path (its numbers mean nothing).
 PRESETS = {
     "default": dict(unlabeled=400, pool=12, test=200, labels=(4,), seeds=(0, 1, 2), pretrain_steps=1000,
-                    finetune_steps=100, probe_epochs=40),
+                    finetune_steps=150, probe_epochs=40),
     "quick": dict(unlabeled=48, pool=4, test=48, labels=(2,), seeds=(0,), pretrain_steps=12,
                   finetune_steps=6, probe_epochs=3),
 }
