@@ -77,6 +77,13 @@ def model_kind(model: nn.Module) -> str:
 
 
 def _torch_load(path: Path):
+    # torch.save writes a zip archive (PK...); files from torch < 1.6 are a bare pickle (protocol >= 2
+    # starts with 0x80). Anything else is not a checkpoint, and the unpickler's error on it would
+    # wrongly say the file "needs code".
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -86,8 +93,9 @@ def _torch_load(path: Path):
             f"containers, which weights_only=True does not run ({str(e).splitlines()[0]}). "
             "If you trust it, re-save its state_dict with torch.save({'model': sd}, ...) and load that."
         ) from None
-    except (RuntimeError, OSError, EOFError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+    except Exception as e:  # noqa: BLE001 -- on arbitrary bytes the unpickler raises anything (IndexError, KeyError, ...)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
 def _state_dict_from_obj(obj, path) -> tuple[dict, dict]:
