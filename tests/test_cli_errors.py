@@ -23,6 +23,7 @@ def bad(tmp_path_factory):
     (d / "text.mp4").write_text("this is not a video\n" * 20)
     (d / RAND).write_bytes(bytes(range(256)) * 12)
     (d / "a_file").write_text("x")
+    (d / "notes.pth").write_text("not a checkpoint\n" * 8)
     torch.save({"model": RunsCode()}, d / "unsafe.pth")
     files = broken_files(d / "broken", d / "text.mp4")
     (d / "all_bad.txt").write_text("".join(f"{files[k]} 0\n" for k in ("empty", "random", "text", "missing")))
@@ -42,6 +43,9 @@ CASES = {
                  "{d}/no_such_list.txt: no such file or folder"),
     "linprobe": (["linprobe", "--config", "tiny_linprobe", "model.arch=vit_tinyy"],
                  "model.arch='vit_tinyy' is not one of vit_tiny, vit_small"),
+    "linprobe-init": (["linprobe", "--config", "tiny_linprobe", "model.init={d}/notes.pth",
+                       "data.train={d}/all_bad.txt", "run.out_dir={d}/lp"],
+                      "{d}/notes.pth: not a PyTorch checkpoint (neither a zip archive nor a pickle)"),
     "eval": (["eval", "--config", "tiny_finetune", "model.init={d}/" + RAND, "run.out_dir={d}/ev"],
              "{d}/rand.safetensors: not a readable safetensors file"),
     "data check": (["data", "check", "{d}/no_such_list.txt"], "{d}/no_such_list.txt: no such file or folder"),
@@ -53,6 +57,8 @@ CASES = {
     "masks": (["masks", "{d}/broken/empty.mp4"], "{d}/broken/empty.mp4: empty file"),
     "demo": (["demo", "--quick", "--out", "{d}/a_file"], "{d}/a_file: not a directory"),
     "study": (["study", "--out", "{d}/st", "--draws", "0"], "--draws must be at least 1, got 0"),
+    "study-labels": (["study", "--out", "{d}/st", "--labels", "4", "0"],
+                     "--labels must be at least 1 clip per class, got 4 0"),
 }
 
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 from mgm.data.synth import ensure_synth_dataset
+from mgm.errors import UserError
 from mgm.provenance import installation, reuse_notice
 
 SCRATCH = "scratch"
@@ -74,6 +75,22 @@ class Study:
     jobs: int = 2                       # runs in parallel, one torch thread each
     data_dir: str = ""                  # default OUT/data
     overrides: list = field(default_factory=list)  # key=value for every run (model, data, ...)
+
+    def __post_init__(self):
+        # refused before any data is generated or run started, one line naming the option
+        counts = dict(draws=self.draws, unlabeled=self.unlabeled, pool=self.pool, test=self.test,
+                      pretrain_steps=self.pretrain_steps, finetune_steps=self.finetune_steps,
+                      probe_epochs=self.probe_epochs, knn_k=self.knn_k, jobs=self.jobs)
+        for name, value in counts.items():
+            if value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if not self.seeds:
+            raise UserError("--seeds needs at least one seed")
+        if not self.labels or min(self.labels) < 1:
+            raise UserError(f"--labels must be at least 1 clip per class, got {' '.join(map(str, self.labels))}")
+        if max(self.labels) > self.pool:
+            raise UserError(f"--labels {max(self.labels)} is more than the {self.pool} labelled videos per "
+                            "class (--pool)")
 
     def data_path(self) -> Path:
         return Path(self.data_dir) if self.data_dir else Path(self.out_dir) / "data"
