@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, run_study
+from mgm.experiments.runner import run_study
+from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir
 from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
                                     reference_arm, seeds_to_separate, summarize, t975, std_from_test_set,
                                     write_outputs)
@@ -257,7 +258,8 @@ def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
     writing on into a run directory that the restarted study continues."""
     script = tmp_path / "study.py"
     script.write_text(textwrap.dedent(f"""
-        from mgm.experiments.study import Study, arms_for, run_study
+        from mgm.experiments.runner import run_study
+        from mgm.experiments.study import Study, arms_for
         if __name__ == "__main__":
             run_study(Study(out_dir={str(tmp_path / "st")!r}, arms=arms_for("study", strategies=["tube"], baseline=False),
                             seeds=(0,), labels=(1,), unlabeled=16, pool=1, test=8, pretrain_steps=100000,

@@ -132,7 +132,8 @@ def _protocol_arguments(p, out: str) -> None:
 
 def _run_study(args, arms: dict, title: str, name: str) -> int:
     from mgm.errors import UserError
-    from mgm.experiments.study import Study, run_study
+    from mgm.experiments.runner import run_study
+    from mgm.experiments.study import Study
     from mgm.experiments.tables import format_table, write_outputs
 
     for o in args.overrides:

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
-from mgm.experiments.study import SCRATCH, Study, arms_for, plan, prepare_data, run_dir, run_study
+from mgm.experiments.runner import run_study
+from mgm.experiments.study import SCRATCH, Study, arms_for, plan, prepare_data, run_dir
 from mgm.experiments.tables import data_fingerprints, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
