@@ -178,7 +178,13 @@ def test_arms_and_tables():
     assert drawn["values"] == [70.0, 80.0] and drawn["std"] == mean_std([70, 80])[1]
     assert drawn["draws"] == [[66.0, 74.0], [76.0, 84.0]] and drawn["draw_std"] == pytest.approx(math.sqrt(32))
     assert pooled_std([[1.0, 3.0], [5.0]]) == pytest.approx(math.sqrt(2)) and math.isnan(pooled_std([[1.0]]))
-    assert "(n=2 × 2 draws; between draws ± 5.7)" in format_table(summarize(drawn_rows, ["mgm"]))
+    # the seeds' spread net of the draws': std² = seed_std² + draw_std² / D  (50 = 34 + 32 / 2)
+    assert drawn["seed_std"] == pytest.approx(math.sqrt(34))
+    assert "(n=2 × 2 draws; between draws ± 5.7, seeds beyond the draws ± 5.8)" in format_table(
+        summarize(drawn_rows, ["mgm"]))
+    # draws that explain the whole spread leave nothing to the seeds (never a negative variance)
+    wide = [{**r, "finetune_top1": r["finetune_top1"] + (20 if r["draw"] else -20)} for r in drawn_rows]
+    assert summarize(wide, ["mgm"])["mgm"][4]["finetune_top1"]["seed_std"] == 0.0
 
 
 def test_paired_differences_are_per_seed_on_shared_seeds():

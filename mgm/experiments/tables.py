@@ -38,8 +38,10 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
     """{arm: {K: {metric: {"mean", "std", "seeds": [...], "values": [...]}}}} plus each arm's
     pretraining loss and seconds (mean over its pretrainings). A seed evaluated on several labelled
     draws (rows with ``draw``) counts once, with the mean over its draws; its cell then also holds
-    ``draws`` (each seed's values, by draw) and ``draw_std`` (the pooled spread between draws of one
-    seed: how much of the seeds' spread is the labelled draw)."""
+    ``draws`` (each seed's values, by draw), ``draw_std`` (the pooled spread between draws of one
+    seed: how much of the seeds' spread is the labelled draw) and ``seed_std`` (what is left of the
+    seeds' spread once the draws' is taken out, √max(0, std² − draw_std² · mean(1/D)) for a seed mean
+    over D draws: for a pretrained arm, its pretrainings' spread, which more draws cannot average)."""
     out: dict = {}
     for arm in arms:
         out[arm] = {}
@@ -61,7 +63,9 @@ def summarize(rows: list[dict], arms: list[str]) -> dict:
                                     "values": [round(v, 2) for v in means]}
                     if any(len(v) > 1 for v in by_seed.values()):
                         cell[metric]["draws"] = [[round(x, 2) for x in v] for v in by_seed.values()]
-                        cell[metric]["draw_std"] = pooled_std(list(by_seed.values()))
+                        cell[metric]["draw_std"] = ds = pooled_std(list(by_seed.values()))
+                        per_seed = sum(1 / len(v) for v in by_seed.values()) / len(by_seed)
+                        cell[metric]["seed_std"] = math.sqrt(max(0.0, sd ** 2 - ds ** 2 * per_seed))
             out[arm][k] = cell
     return out
 
@@ -75,8 +79,8 @@ def format_table(summary: dict, metric: str = "finetune_top1", chance: float = 1
         vals = []
         for k in ks:
             c = cells.get(k, {}).get(metric)
-            draws = (f" × {max(map(len, c['draws']))} draws; between draws ± {c['draw_std']:.1f}"
-                     if c and "draws" in c else "")
+            draws = (f" × {max(map(len, c['draws']))} draws; between draws ± {c['draw_std']:.1f}, "
+                     f"seeds beyond the draws ± {c['seed_std']:.1f}" if c and "draws" in c else "")
             test = f"; test set ± {c['test_std']:.1f}" if c and c.get("test_std") is not None else ""
             vals.append("–" if c is None else f"{c['mean']:.1f} ± {c['std']:.1f} (n={len(c['values'])}{draws}{test})")
         lines.append(f"| {arm} | " + " | ".join(vals) + " |")
