@@ -20,7 +20,7 @@ def register(sub) -> None:
         description="Generate (or reuse) the actions set, pretrain a tiny ViT with tube masks and with "
                     "motion-guided masks, fine-tune it and the same ViT from scratch on 4 labelled clips per "
                     "class (3 seeds), probe it (linear, k-NN), and write OUT/report.md, OUT/report.html "
-                    "(self-contained), OUT/metrics.json and OUT/figures/*.png. About 7.5 minutes on 2 idle cores "
+                    "(self-contained), OUT/metrics.json and OUT/figures/*.png. About 7.5–9 minutes on 2 idle cores "
                     "of a recent CPU, more on slower ones (docs/results.md); --quick well under a minute (a smoke test: its numbers mean "
                     "nothing).")
     d.add_argument("--out", default="mgm-demo", help="report directory (default ./mgm-demo)")

@@ -136,7 +136,9 @@ def details(m: dict) -> list[tuple[str, str]]:
 def write_report(out: Path, m: dict) -> tuple[Path, Path]:
     out = Path(out)
     figs = m.get("figures", {})
-    title = f"mgm demo: does motion-guided pretraining help when labels are few? ({m.get('preset')})"
+    title = "mgm demo: does motion-guided pretraining help when labels are few?"
+    if m.get("preset") == "quick":
+        title += " (--quick: a smoke test)"
     head = headline(m)
     md = [f"# {title}", "", *head, "", intro(m), "", "## Details", "", "| | |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in details(m)]
