@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from mgm.errors import UserError
+from mgm.errors import UserError, parse_problem
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -199,7 +199,10 @@ def _read_preset(name: str, seen: tuple) -> dict:
         raise ConfigError(f"no preset or file named {name!r}; presets: {', '.join(list_presets())}")
     if path.resolve() in seen:
         raise ConfigError(f"preset {name!r} includes itself through 'base'")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({parse_problem(e)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = data.pop("base", None)

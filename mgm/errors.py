@@ -11,3 +11,11 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem with the user's input (file, key, value); the message says what and where."""
+
+
+def parse_problem(e: Exception) -> str:
+    """A JSON or YAML parse error in one line: what is wrong and where (line, column)."""
+    mark = getattr(e, "problem_mark", None)     # yaml.MarkedYAMLError; its str() spans several lines
+    if mark is not None and getattr(e, "problem", None):
+        return f"{e.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from data_fixtures import broken_files
 
@@ -24,6 +25,11 @@ def bad(tmp_path_factory):
     (d / RAND).write_bytes(bytes(range(256)) * 12)
     (d / "a_file").write_text("x")
     (d / "notes.pth").write_text("not a checkpoint\n" * 8)
+    (d / "broken.yaml").write_text("model:\n  depth: [4\n")
+    (d / "broken.json").write_text("{videos: 1")
+    (d / "hf").mkdir()
+    (d / "hf" / "config.json").write_text("{model_type: videomae")
+    save_file({"w": torch.zeros(1)}, str(d / "hf" / "model.safetensors"))
     torch.save({"model": RunsCode()}, d / "unsafe.pth")
     files = broken_files(d / "broken", d / "text.mp4")
     (d / "all_bad.txt").write_text("".join(f"{files[k]} 0\n" for k in ("empty", "random", "text", "missing")))
@@ -48,6 +54,11 @@ CASES = {
                       "{d}/notes.pth: not a PyTorch checkpoint (neither a zip archive nor a pickle)"),
     "eval": (["eval", "--config", "tiny_finetune", "model.init={d}/" + RAND, "run.out_dir={d}/ev"],
              "{d}/rand.safetensors: not a readable safetensors file"),
+    "export-hf": (["export", "{d}/hf", "--to", "mgm", "{d}/out.safetensors"],
+                  "{d}/hf/config.json: not valid JSON (Expecting property name"),
+    "configs": (["configs", "{d}/broken.yaml"], "{d}/broken.yaml: not valid YAML (expected ',' or ']', but got"),
+    "saliency": (["saliency", "{d}/all_bad.txt", "--boxes", "{d}/broken.json"],
+                 "{d}/broken.json: not valid JSON (Expecting property name"),
     "data check": (["data", "check", "{d}/no_such_list.txt"], "{d}/no_such_list.txt: no such file or folder"),
     "data transcode": (["data", "transcode", "{d}/no_such_list.txt", "{d}/tc"],
                        "{d}/no_such_list.txt: no such file or folder"),

@@ -67,7 +67,10 @@ def _as_boxes(entry) -> np.ndarray:
 
 def load_boxes_file(path) -> dict[str, VideoBoxes]:
     """{key: VideoBoxes} from an ``mgm data synth`` or Something-Else boxes file."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
     out: dict[str, VideoBoxes] = {}
     if isinstance(data, dict) and isinstance(data.get("videos"), dict):
         fmt = data.get("format", "xyxy")

@@ -40,7 +40,7 @@ from mgm.engine.finetune import run_eval, run_finetune
 from mgm.engine.linprobe import run_linprobe
 from mgm.engine.preemption import EXIT_PREEMPTED, TrainingInterrupted
 from mgm.engine.trainer import TrainingStopped
-from mgm.errors import UserError
+from mgm.errors import UserError, parse_problem
 
 PROTOCOLS = {"finetune": "Fine-tune", "linprobe": "Linear probe", "da": "Partial domain adaptation"}
 RESULT = "transfer_cell.json"
@@ -94,7 +94,7 @@ def load_plan(spec: str, data_dir: str = "") -> tuple[str, list[Cell]]:
         try:
             plan = yaml.safe_load(Path(spec).read_text())
         except (OSError, yaml.YAMLError) as e:
-            raise UserError(f"{spec}: not a readable plan ({str(e).splitlines()[0]}); built-in plans: "
+            raise UserError(f"{spec}: not a readable plan ({parse_problem(e)}); built-in plans: "
                             f"{', '.join(PLANS)}") from None
         base = Path(spec).parent
     if not isinstance(plan, dict) or not isinstance(plan.get("cells"), list) or not plan["cells"]:

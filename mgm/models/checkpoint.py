@@ -50,6 +50,7 @@ from mgm.models.vit import (
     VideoMAEPretrainer,
     VideoMAESpec,
 )
+from mgm.errors import parse_problem
 from mgm.provenance import installation
 
 FORMAT = "mgm.videomae"
@@ -151,15 +152,19 @@ def _read_sidecar(path: Path) -> dict | None:
     for suffix in (".json", ".yaml", ".yml"):
         side = path.with_suffix(suffix)
         if side.exists():
-            text = side.read_text()
-            if suffix == ".json":
-                return json.loads(text)
-            return yaml.safe_load(text)
+            try:
+                return json.loads(side.read_text()) if suffix == ".json" else yaml.safe_load(side.read_text())
+            except (ValueError, yaml.YAMLError) as e:
+                raise CheckpointError(f"{side}: the checkpoint's sidecar is not valid {suffix[1:].upper()} "
+                                      f"({parse_problem(e)})") from None
     return None
 
 
 def _read_hf_dir(d: Path) -> tuple[dict, dict]:
-    cfg = json.loads((d / "config.json").read_text())
+    try:
+        cfg = json.loads((d / "config.json").read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{d / 'config.json'}: not valid JSON ({e})") from None
     if (d / "model.safetensors").exists():
         sd, _ = _read_safetensors(d / "model.safetensors")
     elif (d / "model.safetensors.index.json").exists():
