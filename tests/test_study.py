@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from mgm.experiments.runner import run_study
-from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir
+from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, task_key
 from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
                                     reference_arm, seeds_to_separate, summarize, t975, std_from_test_set,
                                     write_outputs)
@@ -94,6 +94,51 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert {(r["kind"], r["arm"]) for r in longer if r.get("reused")} == {("finetune", "scratch"), ("probe", "scratch")}
     assert all(r["weights"] not in weights.values() for r in longer if r["kind"] == "pretrain")
     assert {a: open(w, "rb").read() for a, w in weights.items()} == before
+
+
+def test_probe_settings_rerun_no_fine_tune_and_older_keys_are_taken_over(tmp_path):
+    s = Study(out_dir=str(tmp_path / "st"), arms=arms_for("study", strategies=["tube"]), seeds=(0,), labels=(1,),
+              unlabeled=16, pool=1, test=8, pretrain_steps=2, finetune_steps=2, probe_epochs=1, jobs=2)
+    first = run_study(s)
+    score = {(r["kind"], r["arm"]): r.get("finetune_top1", r.get("probe_top1")) for r in first}
+    s.probe_epochs = 2                              # the probes run again, the fine-tunes and pretraining do not
+    rows = run_study(s)
+    assert {(r["kind"], r["arm"]) for r in rows if not r.get("reused")} == {("probe", "scratch"), ("probe", "tube")}
+    s.finetune_steps = 3                            # and the other way round
+    rows = run_study(s)
+    assert {(r["kind"], r["arm"]) for r in rows if not r.get("reused")} == {("finetune", "scratch"),
+                                                                            ("finetune", "tube")}
+
+    # an OUT whose evaluations carry the keys of earlier code (both evaluations' settings in each)
+    s.probe_epochs, s.finetune_steps = 1, 2
+    results = tmp_path / "st" / "results.jsonl"
+    recs = [json.loads(line) for line in results.read_text().splitlines()]
+    _, evals = plan(s)
+    legacy = {task_key(s, kind, args): (kind, args) for kind, args in evals}
+    for rec in recs:
+        if rec["key"] in legacy:
+            kind, args = legacy[rec["key"]]
+            rec["key"] = task_key(s, kind, args, legacy=True)
+            run_dir(s, kind, args).rename(run_dir(s, kind, args, key=rec["key"]))
+    results.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    notices = []
+    rows = run_study(s, notice=notices.append)
+    assert all(r.get("reused") for r in rows) and any(n.startswith("4 evaluations recorded under the keys") for n in notices)
+    assert {(r["kind"], r["arm"]): r.get("finetune_top1", r.get("probe_top1")) for r in rows} == score
+    assert all(run_dir(s, kind, args).is_dir() for kind, args in evals)
+    notices = []
+    assert run_study(s, notice=notices.append) and notices == []       # taken over once, for good
+
+    # a record cut short by a kill is skipped and said; its run is done again on a line of its own
+    needed = task_key(s, "finetune", eval_args("scratch", 1, 0))
+    lines = results.read_text().splitlines()
+    cut = next(line for line in lines if json.loads(line)["key"] == needed)
+    results.write_text("".join(f"{line}\n" for line in lines if line != cut) + cut[:20])
+    notices = []
+    rows = run_study(s, notice=notices.append)
+    assert len(notices) == 1 and "not a result record" in notices[0]
+    assert sum(not r.get("reused") for r in rows) == 1
+    assert json.loads(results.read_text().splitlines()[-1])["key"] == needed
 
 
 def test_draws_add_fine_tunes_over_the_same_runs(tmp_path):

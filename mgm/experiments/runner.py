@@ -73,6 +73,56 @@ def watch_parent(parent: int) -> None:
 
     threading.Thread(target=watch, daemon=True, name="study-parent").start()
 
+def read_results(path: Path, notice: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """OUT/results.jsonl as {key: record}. A line cut short (the study killed while appending it)
+    is skipped and said: its run is done again."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            done[rec["key"]] = rec
+        except (ValueError, KeyError, TypeError):
+            if notice:
+                notice(f"{path}:{n}: not a result record (cut short?); that run is done again")
+    return done
+
+
+def adopt_legacy_runs(s: Study, evals: list, done: dict[str, dict], path: Path) -> int:
+    """Evaluations recorded under the keys of studies made before fine-tune and probe keys were
+    split (``task_key(legacy=True)``) are taken over: record re-keyed, run directory (and log)
+    renamed to the new key's, results.jsonl rewritten. Returns how many."""
+    renamed: dict[str, str] = {}
+    for kind, args in evals:
+        new, old = task_key(s, kind, args), task_key(s, kind, args, legacy=True)
+        if new in done or old not in done:
+            continue
+        src, dst = run_dir(s, kind, args, key=old), run_dir(s, kind, args)
+        for a, b in ((src, dst), (src.with_name(src.name + ".log"), dst.with_name(dst.name + ".log"))):
+            if a.exists() and not b.exists():
+                a.rename(b)
+        done[new] = {**done.pop(old), "key": new}
+        renamed[old] = new
+    if renamed:
+        lines = []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                lines.append(line)
+                continue
+            if rec.get("key") in renamed:
+                rec["key"] = renamed[rec["key"]]
+            lines.append(json.dumps(rec))
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in lines))
+        os.replace(tmp, path)
+    return len(renamed)
+
+
 def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None,
               notice: Callable[[str], None] | None = None) -> list[dict]:
     """Run what is missing; returns every result row (also in OUT/results.jsonl), each with the
@@ -82,14 +132,17 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(s, progress=progress is not None)
     path = out / "results.jsonl"
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                done[rec["key"]] = rec
+    done = read_results(path, notice)
+    if path.exists() and not path.read_bytes().endswith(b"\n") and path.stat().st_size:
+        with open(path, "a") as f:      # the next record must not continue a line cut short
+            f.write("\n")
     pseeds = pretrain_seed_list(s)
     pre, evals = plan(s)
+    adopted = adopt_legacy_runs(s, evals, done, path)
+    if adopted and notice:
+        notice(f"{adopted} evaluations recorded under the keys of an earlier version (a fine-tune's key held the "
+               "probe's settings, and a probe's the fine-tune's) are reused under today's keys; their "
+               "directories were renamed to match")
     here = installation()
     line = reuse_notice([done[k] for k in (task_key(s, kind, args) for kind, args in pre + evals) if k in done], here)
     if line and notice:

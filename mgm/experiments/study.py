@@ -150,14 +150,14 @@ def eval_args(arm: str, k: int, seed: int, draw: int = 0) -> dict:
     return {"arm": arm, "k": k, "seed": seed, **({"draw": draw} if draw else {})}
 
 
-def run_dir(s: Study, kind: str, args: dict) -> Path:
+def run_dir(s: Study, kind: str, args: dict, key: str | None = None) -> Path:
     """A run's directory, OUT/runs/ARM/NAME (its log: NAME.log beside it). NAME says what the run is
-    (kind, K, seed, draw) and ends in a digest of its :func:`task_key`: a run made with other
-    settings (steps, set sizes, ``--set``) gets its own directory, so it cannot overwrite the weights
-    that an earlier pretraining's record points to."""
+    (kind, K, seed, draw) and ends in a digest of its key (default :func:`task_key`): a run made
+    with other settings (steps, set sizes, ``--set``) gets its own directory, so it cannot overwrite
+    the weights that an earlier pretraining's record points to."""
     k, draw = args.get("k"), args.get("draw", 0)
     name = kind + (f"_k{k}" if k is not None else "") + f"_s{args['seed']}" + (f"_d{draw}" if draw else "")
-    digest = hashlib.sha256(task_key(s, kind, args).encode()).hexdigest()[:8]
+    digest = hashlib.sha256((key or task_key(s, kind, args)).encode()).hexdigest()[:8]
     return Path(s.out_dir) / "runs" / args["arm"] / f"{name}-{digest}"
 
 
@@ -217,11 +217,17 @@ def _random_init(cfg, out: Path) -> str:
 # ---------------------------------------------------------------- the plan
 
 
-def task_key(s: Study, kind: str, args: dict) -> str:
+# the settings of one kind of evaluation, which the other kind does not read
+EVALUATION_SETTINGS = {"finetune": ("finetune_steps",), "probe": ("probe_epochs", "knn_k")}
+
+
+def task_key(s: Study, kind: str, args: dict, legacy: bool = False) -> str:
     """What makes two runs the same experiment: the arm's overrides (not its name, so the ratio
     sweep's 0.75 point reuses the masks study's run), the seeds, K and the protocol's settings that
     reach the run (a scratch evaluation's key leaves out the pretraining's: scratch is shared by
-    studies that differ only in how they pretrain)."""
+    studies that differ only in how they pretrain; a fine-tune's leaves out the probe's settings and
+    a probe's the fine-tune's, so ``--probe-epochs`` reruns no fine-tune). ``legacy``: the key of
+    studies made before that split, which held both (``mgm.experiments.runner`` adopts their runs)."""
     settings = {f: getattr(s, f) for f in ("unlabeled", "pool", "test", "size", "frames", "pretrain_steps",
                                            "finetune_steps", "probe_epochs", "knn_k", "overrides")}
     if s.pretrain_ema:      # only when set: the keys of the runs made before it existed stay the same
@@ -232,6 +238,9 @@ def task_key(s: Study, kind: str, args: dict) -> str:
         settings = {f: v for f, v in settings.items() if f in ("size", "frames", "overrides", *pretraining)}
     elif not pretrained:
         settings = {f: v for f, v in settings.items() if f not in pretraining}
+    if kind in EVALUATION_SETTINGS and not legacy:
+        other = {f for k, fs in EVALUATION_SETTINGS.items() if k != kind for f in fs}
+        settings = {f: v for f, v in settings.items() if f not in other}
     arm = {k: v for k, v in args.items() if k not in ("weights", "arm")}
     return json.dumps({"kind": kind, "arm": sorted(s.arms[args["arm"]]), **arm, **settings,
                        "pretrain_seed": pretrain_seed_for(s, args["seed"]) if pretrained else None},
