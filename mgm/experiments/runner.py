@@ -55,6 +55,7 @@ def run_task(kind: str, study: dict, data: dict, args: dict) -> dict:
     finally:
         log.flush()
 
+
 def watch_parent(parent: int) -> None:
     """Pool initializer: the worker's runs stop when the study's process is gone. Killed by a
     signal, that process runs no clean-up and leaves its workers behind, and an orphaned training
@@ -72,6 +73,7 @@ def watch_parent(parent: int) -> None:
         os._exit(EXIT_PREEMPTED)                         # nobody is left to take this worker's results
 
     threading.Thread(target=watch, daemon=True, name="study-parent").start()
+
 
 def read_results(path: Path, notice: Callable[[str], None] | None = None) -> dict[str, dict]:
     """OUT/results.jsonl as {key: record}. A line cut short (the study killed while appending it)
