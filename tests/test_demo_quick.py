@@ -39,8 +39,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert figs["motion"]["source"] == "codec"
     assert sorted(figs["loss"]["runs"]) == ["mgm", "tube"]               # a curve per pretraining
     # the progress bar follows the logs the runs write
-    from mgm.experiments.demo import demo_study, progress_runs
-    logs = progress_runs(demo_study(out, quick=True))
+    from mgm.experiments.demo import demo_study
+    from mgm.experiments.progress import run_logs
+    logs = run_logs(demo_study(out, quick=True))
     assert len(logs) == 2 + 3 and all(p.exists() for p in logs)
 
     md = (out / "report.md").read_text()
@@ -77,7 +78,7 @@ def test_png_size_rejects_non_png(tmp_path):
 
 def test_progress_counts_parallel_runs_in_wall_time(tmp_path):
     # two runs of 10 s of work each on 2 jobs take 10 s of wall time: both finished is 10, not 20
-    from mgm.experiments.demo import Progress
+    from mgm.experiments.progress import Progress, clock
 
     logs = {tmp_path / f"run{i}.jsonl": (4, 10.0) for i in range(2)}
     bar = Progress(10.0, logs, enabled=False, jobs=2)
@@ -89,8 +90,13 @@ def test_progress_counts_parallel_runs_in_wall_time(tmp_path):
             log.write_text('{"step": 1}\n{"step": 4}\n')
         bar.stage("next", done_seconds=3.0)
         assert bar.work() == 13.0
+        bar.t0 -= 26.0                  # 13 of 10 estimated seconds done in 26 s: nothing left
+        assert bar.eta() == "0:26 elapsed, about 0:00 left"
+        bar.bar.total = 39              # 13 of 39 in 26 s: 26 done, 52 left at that pace
+        assert bar.eta() == "0:26 elapsed, about 0:52 left"
     finally:
         bar.close()
+    assert (clock(75), clock(3700.4), clock(float("nan"))) == ("1:15", "1:01:40", "?")
 
 
 def test_report_names_the_installations_of_reused_runs():

@@ -347,3 +347,15 @@ def test_runs_stop_with_a_checkpoint_when_the_study_process_is_killed(tmp_path):
     run = logs[0].parent
     assert list((run / "checkpoints").glob("step_*")), "stopped without a checkpoint"
     assert "the study's process ended: stopped after step" in run.with_name(run.name + ".log").read_text()
+
+
+def test_study_command_says_each_run_and_the_time_left(tmp_path):
+    argv = ["study", "--out", str(tmp_path / "st"), "--arms", "scratch", "tube", "--labels", "1", "--seeds", "0",
+            "--unlabeled", "16", "--pool", "1", "--test", "8", "--pretrain-steps", "4", "--finetune-steps", "2",
+            "--probe-epochs", "1"]
+    r = subprocess.run([sys.executable, "-m", "mgm", *argv], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("[mgm study ")]
+    assert len(lines) == 5 and lines[-1].startswith("[mgm study 5/5, ") and all(" left] done: " in x for x in lines)
+    assert "| tube | " in r.stdout and "[mgm study" not in r.stdout      # stdout: the table only

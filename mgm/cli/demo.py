@@ -132,8 +132,9 @@ def _protocol_arguments(p, out: str) -> None:
 
 def _run_study(args, arms: dict, title: str, name: str) -> int:
     from mgm.errors import UserError
+    from mgm.experiments.progress import Progress
     from mgm.experiments.runner import run_study
-    from mgm.experiments.study import Study
+    from mgm.experiments.study import Study, prepare_data
     from mgm.experiments.tables import format_table, write_outputs
 
     for o in args.overrides:
@@ -146,11 +147,21 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
               probe_epochs=args.probe_epochs, jobs=args.jobs,
               data_dir=args.data or "", overrides=list(args.overrides))
 
-    def progress(i, n, label):
-        if not args.json:
-            print(f"[{title} {i}/{n}] done: {label}", flush=True)
+    # the bar on a terminal; in a log file (a cluster job) only the line per run, which says the time left
+    bar = Progress.for_study(s, title, enabled=sys.stderr.isatty())
 
-    rows = run_study(s, progress=progress, notice=lambda line: print(f"{title}: {line}", file=sys.stderr, flush=True))
+    def progress(i, n, label):
+        bar.run_done(i, n, label)
+        if not args.json:
+            bar.write(f"[{title} {i}/{n}, {bar.eta()}] done: {label}")
+
+    try:
+        bar.stage("data")
+        prepare_data(s, progress=False)
+        bar.stage("pretrain, fine-tune, probe", bar.data_seconds)
+        rows = run_study(s, progress=progress, notice=lambda line: bar.write(f"{title}: {line}"))
+    finally:
+        bar.close()
     summary = write_outputs(s, rows, title=title, name=name)
     if args.json:
         print(json.dumps(summary, default=str))

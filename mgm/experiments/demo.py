@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import threading
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from mgm.data import transforms
 from mgm.errors import UserError
 from mgm.experiments import figures as F
+from mgm.experiments.progress import Progress
 from mgm.experiments.runner import run_study
-from mgm.experiments.study import SCRATCH, Study, arms_for, plan, prepare_data, run_dir
+from mgm.experiments.study import SCRATCH, Study, arms_for, prepare_data
 from mgm.experiments.tables import data_fingerprints, write_outputs
 from mgm.experiments.write import write_report
 from mgm.masking import motion_to_patch_magnitude
@@ -37,7 +35,7 @@ from mgm.models.vit import build_model
 from mgm.provenance import installation_counts, versions
 from mgm.video import read_clip
 
-# The demo's protocol sizes. "default" takes about 8 minutes on 2 idle cores (docs/results.md): 150
+# The demo's protocol sizes. "default" takes 7.5–9 minutes on 2 idle cores (docs/results.md): 150
 # fine-tuning steps are the most that leave a margin in 10 minutes (200 take about 9.7, 300 about 12);
 # "quick" is a smoke test of the whole path (its numbers mean nothing).
 PRESETS = {
@@ -47,72 +45,11 @@ PRESETS = {
                   finetune_steps=6, probe_epochs=3),
 }
 ARMS = ("tube", "mgm")                    # + scratch
-# measured seconds on one of 2 busy cores (the progress bar's weights): per pretraining / fine-tuning
-# step, per test clip of a fine-tune's 2-view test, per probe run, per process start
-SECONDS = {"pretrain": 0.26, "finetune": 0.75, "test_clip": 0.065, "probe": 12.0, "start": 4.0}
-
-
-class Progress:
-    """One tqdm bar over the demo, in estimated seconds of wall time: a thread reads the step of
-    every run from its ``log.jsonl`` so that the bar moves during the long pretraining runs. A run's
-    weight is its seconds of work; ``jobs`` runs share the wall clock."""
-
-    def __init__(self, total: float, runs: dict[Path, tuple[int, float]], enabled: bool, jobs: int = 1):
-        self.runs, self.fixed, self.jobs = runs, 0.0, max(1, jobs)
-        self.bar = tqdm(total=round(total), disable=not enabled, file=sys.stderr, smoothing=0.0,
-                        bar_format="demo [{desc}] {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._thread.start()
-
-    def stage(self, name: str, done_seconds: float = 0.0) -> None:
-        self.fixed += done_seconds
-        self.bar.set_description_str(name)
-
-    def work(self) -> float:
-        """Estimated wall seconds done: the finished stages plus each run's share of its steps."""
-        runs = sum(weight * min(1.0, _last_step(log) / max(1, steps)) for log, (steps, weight) in self.runs.items())
-        return self.fixed + runs / self.jobs
-
-    def _follow(self) -> None:
-        while not self._stop.wait(1.0):
-            work = self.work()
-            if work > self.bar.n:
-                self.bar.update(min(work, self.bar.total) - self.bar.n)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.bar.update(self.bar.total - self.bar.n)
-        self.bar.close()
-
-
 def demo_study(out: Path, quick: bool = False, data_dir=None, jobs: int = 2, **overrides) -> Study:
     """The demo's protocol: its preset's sizes, tube and MGM against scratch, one pretraining per arm."""
     p = {**PRESETS["quick" if quick else "default"], **{k: v for k, v in overrides.items() if v is not None}}
     return Study(out_dir=str(out), arms=arms_for("study", strategies=ARMS), pretrain_seeds=(0,), jobs=jobs,
                  data_dir=str(data_dir or ""), **p)
-
-
-def progress_runs(s: Study) -> dict[Path, tuple[int, float]]:
-    """The runs the bar follows (the study's pretrainings and fine-tunes; a probe writes no step log):
-    each one's ``log.jsonl`` -> (steps, estimated seconds of work)."""
-    pre, evals = plan(s)
-    work = {"pretrain": (s.pretrain_steps, s.pretrain_steps * SECONDS["pretrain"]),
-            "finetune": (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])}
-    return {run_dir(s, kind, args) / "log.jsonl": work[kind] for kind, args in pre + evals if kind in work}
-
-
-def _last_step(log: Path) -> int:
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 600))
-            for line in reversed(f.read().decode(errors="ignore").splitlines()):
-                if '"step"' in line:
-                    return int(json.loads(line).get("step", 0))
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_dir=None, progress: bool = True,
@@ -125,22 +62,16 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         raise UserError(f"{out}: not a directory (the demo writes its report there)")
     (out / "figures").mkdir(parents=True, exist_ok=True)
     s = demo_study(out, quick, data_dir, jobs, **overrides)
-    runs = progress_runs(s)
-    n_runs = sum(map(len, plan(s)))
-    data_s = 0.05 * (s.unlabeled + 8 * s.pool + s.test) / max(1, jobs)
-    total = (data_s + sum(w for _, w in runs.values()) + n_runs * (SECONDS["start"] + SECONDS["probe"] / 2)) / jobs + 20
-    bar = Progress(total, runs, enabled=progress, jobs=jobs)
+    bar = Progress.for_study(s, "demo", enabled=progress, extra_seconds=20)      # + the figures
     times: dict[str, float] = {}
     try:
         bar.stage("data")
         t = time.perf_counter()
         data = prepare_data(s, progress=False)
         times["data"] = time.perf_counter() - t
-        bar.stage("pretrain, fine-tune, probe", data_s / jobs)
+        bar.stage("pretrain, fine-tune, probe", bar.data_seconds)
         t = time.perf_counter()
-        rows = run_study(s, progress=lambda i, n, label: bar.stage(f"runs done {i}/{n}, last: {label}",
-                                                                   (SECONDS["start"] + SECONDS["probe"] / 2) / jobs),
-                         notice=lambda line: bar.bar.write(f"mgm demo: {line}", file=sys.stderr))
+        rows = run_study(s, progress=bar.run_done, notice=lambda line: bar.write(f"mgm demo: {line}"))
         fingerprints = data_fingerprints(s)        # hashed once: the summary and metrics.json both record them
         summary = write_outputs(s, rows, title="mgm demo: fine-tuning with K labelled clips per class", name="study",
                                 fingerprints=fingerprints)

@@ -1,0 +1,121 @@
+"""One progress bar over a study (``mgm demo``, ``mgm study``, ``mgm ablate``), in estimated
+seconds of wall time, so that its ETA means minutes of the whole command rather than runs left.
+
+A run's weight is its estimated seconds of work (:data:`SECONDS`, measured for the tiny preset on
+one of 2 busy cores; only their ratios matter to the ETA, which tqdm scales by the pace it sees).
+A thread reads the step of every pretraining and fine-tune from its ``log.jsonl``, so the bar moves
+during long runs; a probe writes no step log and counts when it finishes. ``jobs`` runs share the
+wall clock. Runs reused from an earlier call count as done as soon as the bar reads their logs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mgm.experiments.study import Study, plan, run_dir
+
+# measured seconds on one of 2 busy cores: per pretraining / fine-tuning step, per test clip of a
+# fine-tune's 2-view test, per probe run, per process start; per generated clip
+SECONDS = {"pretrain": 0.26, "finetune": 0.75, "test_clip": 0.065, "probe": 12.0, "start": 4.0, "clip": 0.05}
+
+
+def run_logs(s: Study) -> dict[Path, tuple[int, float]]:
+    """The runs the bar follows (the study's pretrainings and fine-tunes): each one's
+    ``log.jsonl`` -> (steps, estimated seconds of work)."""
+    pre, evals = plan(s)
+    work = {"pretrain": (s.pretrain_steps, s.pretrain_steps * SECONDS["pretrain"]),
+            "finetune": (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])}
+    return {run_dir(s, kind, args) / "log.jsonl": work[kind] for kind, args in pre + evals if kind in work}
+
+
+def last_step(log: Path) -> int:
+    """The last logged step of a run (0 before its first record)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 600))
+            for line in reversed(f.read().decode(errors="ignore").splitlines()):
+                if '"step"' in line:
+                    return int(json.loads(line).get("step", 0))
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class Progress:
+    """The bar: ``total`` estimated wall seconds, ``runs`` the logs to follow (:func:`run_logs`)."""
+
+    def __init__(self, total: float, runs: dict[Path, tuple[int, float]], enabled: bool, jobs: int = 1,
+                 name: str = "demo"):
+        self.runs, self.fixed, self.jobs = runs, 0.0, max(1, jobs)
+        # in a log file (a cluster job) a refresh a minute, not one a second
+        interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=round(total), disable=not enabled, file=sys.stderr, smoothing=0.0,
+                        mininterval=0.5 if interactive else 60.0,
+                        bar_format=name + " [{desc}] {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}")
+        self.per_run = 0.0
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_study(cls, s: Study, name: str, enabled: bool, extra_seconds: float = 0.0) -> Progress:
+        """A bar over ``s``: its data (generated or reused), then every run of its plan."""
+        runs = run_logs(s)
+        jobs = max(1, s.jobs)
+        n_runs = sum(map(len, plan(s)))
+        bar = cls(0.0, runs, enabled, jobs, name)
+        bar.data_seconds = SECONDS["clip"] * (s.unlabeled + 8 * s.pool + s.test) / jobs
+        bar.per_run = (SECONDS["start"] + SECONDS["probe"] / 2) / jobs     # what the logs do not show
+        bar.bar.total = round(bar.data_seconds + sum(w for _, w in runs.values()) / jobs
+                              + n_runs * bar.per_run + extra_seconds)
+        return bar
+
+    def stage(self, name: str, done_seconds: float = 0.0) -> None:
+        self.fixed += done_seconds
+        self.bar.set_description_str(name)
+
+    def run_done(self, i: int, n: int, label: str) -> None:
+        """``run_study``'s progress callback."""
+        self.stage(f"runs done {i}/{n}, last: {label}", self.per_run)
+
+    def eta(self) -> str:
+        """'M:SS elapsed, about M:SS left' from the work done so far (for log lines)."""
+        elapsed, done = time.monotonic() - self.t0, self.work()
+        left = elapsed * max(0.0, self.bar.total - done) / done if done > 0 else float("nan")
+        return f"{clock(elapsed)} elapsed, about {clock(left)} left"
+
+    def write(self, line: str) -> None:
+        """A line above the bar (or on stderr when it is disabled)."""
+        self.bar.write(line, file=sys.stderr)
+
+    def work(self) -> float:
+        """Estimated wall seconds done: the finished stages plus each run's share of its steps."""
+        runs = sum(weight * min(1.0, last_step(log) / max(1, steps)) for log, (steps, weight) in self.runs.items())
+        return self.fixed + runs / self.jobs
+
+    def _follow(self) -> None:
+        while not self._stop.wait(1.0):
+            work = self.work()
+            if work > self.bar.n:
+                self.bar.update(min(work, self.bar.total) - self.bar.n)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
+
+
+def clock(seconds: float) -> str:
+    """H:MM:SS or M:SS; '?' for an unknown time."""
+    if seconds != seconds:
+        return "?"
+    m, sec = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
