@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mgm.experiments.progress import Progress
 from mgm.experiments.runner import run_study
 from mgm.experiments.study import Study, arms_for, draw_seed, eval_args, plan, run_dir, task_key
 from mgm.experiments.tables import (format_paired, format_table, mean_std, ordering, paired_differences, pooled_std,
@@ -28,7 +29,7 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
               labels=(1,), unlabeled=16, pool=2, test=16, pretrain_steps=2, finetune_steps=2, probe_epochs=1,
               jobs=2)
     done = []
-    rows = run_study(s, progress=lambda i, n, label: done.append((i, n, label)))
+    rows = run_study(s, progress=lambda i, n, label, reused: done.append((i, n, label)))
     kinds = sorted((r["kind"], r["arm"]) for r in rows)
     assert kinds == sorted([("pretrain", "tube"), ("pretrain", "mgm")]
                            + [(k, a) for a in ("scratch", "tube", "mgm") for k in ("finetune", "probe")])
@@ -102,6 +103,11 @@ def test_probe_settings_rerun_no_fine_tune_and_older_keys_are_taken_over(tmp_pat
     first = run_study(s)
     score = {(r["kind"], r["arm"]): r.get("finetune_top1", r.get("probe_top1")) for r in first}
     s.probe_epochs = 2                              # the probes run again, the fine-tunes and pretraining do not
+    bar = Progress.for_study(s, "t", enabled=False)  # the bar counts this call's work: the two probes only
+    try:
+        assert bar.runs == {} and bar.bar.total == round(bar.data_seconds + 2 * bar.per_run)
+    finally:
+        bar.close()
     rows = run_study(s)
     assert {(r["kind"], r["arm"]) for r in rows if not r.get("reused")} == {("probe", "scratch"), ("probe", "tube")}
     s.finetune_steps = 3                            # and the other way round

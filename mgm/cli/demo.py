@@ -150,10 +150,10 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
     # the bar on a terminal; in a log file (a cluster job) only the line per run, which says the time left
     bar = Progress.for_study(s, title, enabled=sys.stderr.isatty())
 
-    def progress(i, n, label):
-        bar.run_done(i, n, label)
+    def progress(i, n, label, reused):
+        bar.run_done(i, n, label, reused)
         if not args.json:
-            bar.write(f"[{title} {i}/{n}, {bar.eta()}] done: {label}")
+            bar.write(f"[{title} {i}/{n}, {bar.eta()}] {'reused' if reused else 'done'}: {label}")
 
     try:
         bar.stage("data")

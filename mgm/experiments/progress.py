@@ -5,7 +5,7 @@ A run's weight is its estimated seconds of work (:data:`SECONDS`, measured for t
 one of 2 busy cores; only their ratios matter to the ETA, which tqdm scales by the pace it sees).
 A thread reads the step of every pretraining and fine-tune from its ``log.jsonl``, so the bar moves
 during long runs; a probe writes no step log and counts when it finishes. ``jobs`` runs share the
-wall clock. Runs reused from an earlier call count as done as soon as the bar reads their logs.
+wall clock. Runs finished by an earlier call are left out: the bar and its ETA are this call's work.
 """
 from __future__ import annotations
 
@@ -17,20 +17,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mgm.experiments.study import Study, plan, run_dir
+from mgm.experiments.runner import read_results
+from mgm.experiments.study import Study, plan, run_dir, task_key
 
 # measured seconds on one of 2 busy cores: per pretraining / fine-tuning step, per test clip of a
 # fine-tune's 2-view test, per probe run, per process start; per generated clip
 SECONDS = {"pretrain": 0.26, "finetune": 0.75, "test_clip": 0.065, "probe": 12.0, "start": 4.0, "clip": 0.05}
 
 
-def run_logs(s: Study) -> dict[Path, tuple[int, float]]:
-    """The runs the bar follows (the study's pretrainings and fine-tunes): each one's
-    ``log.jsonl`` -> (steps, estimated seconds of work)."""
-    pre, evals = plan(s)
+def run_logs(s: Study, runs: list[tuple[str, dict]] | None = None) -> dict[Path, tuple[int, float]]:
+    """The runs the bar follows (of ``runs``, default the whole plan: the pretrainings and
+    fine-tunes): each one's ``log.jsonl`` -> (steps, estimated seconds of work)."""
+    if runs is None:
+        pre, evals = plan(s)
+        runs = pre + evals
     work = {"pretrain": (s.pretrain_steps, s.pretrain_steps * SECONDS["pretrain"]),
             "finetune": (s.finetune_steps, s.finetune_steps * SECONDS["finetune"] + s.test * SECONDS["test_clip"])}
-    return {run_dir(s, kind, args) / "log.jsonl": work[kind] for kind, args in pre + evals if kind in work}
+    return {run_dir(s, kind, args) / "log.jsonl": work[kind] for kind, args in runs if kind in work}
 
 
 def last_step(log: Path) -> int:
@@ -65,10 +68,14 @@ class Progress:
 
     @classmethod
     def for_study(cls, s: Study, name: str, enabled: bool, extra_seconds: float = 0.0) -> Progress:
-        """A bar over ``s``: its data (generated or reused), then every run of its plan."""
-        runs = run_logs(s)
+        """A bar over ``s``: its data (generated or reused), then the runs of its plan that are not
+        finished yet (reused runs are no work of this call, and would make the pace look fast)."""
+        finished = read_results(Path(s.out_dir) / "results.jsonl")
+        pre, evals = plan(s)
+        todo = [(kind, args) for kind, args in pre + evals if task_key(s, kind, args) not in finished]
+        runs = run_logs(s, todo)
         jobs = max(1, s.jobs)
-        n_runs = sum(map(len, plan(s)))
+        n_runs = len(todo)
         bar = cls(0.0, runs, enabled, jobs, name)
         bar.data_seconds = SECONDS["clip"] * (s.unlabeled + 8 * s.pool + s.test) / jobs
         bar.per_run = (SECONDS["start"] + SECONDS["probe"] / 2) / jobs     # what the logs do not show
@@ -80,9 +87,9 @@ class Progress:
         self.fixed += done_seconds
         self.bar.set_description_str(name)
 
-    def run_done(self, i: int, n: int, label: str) -> None:
+    def run_done(self, i: int, n: int, label: str, reused: bool = False) -> None:
         """``run_study``'s progress callback."""
-        self.stage(f"runs done {i}/{n}, last: {label}", self.per_run)
+        self.stage(f"runs done {i}/{n}, last: {label}", 0.0 if reused else self.per_run)
 
     def eta(self) -> str:
         """'M:SS elapsed, about M:SS left' from the work done so far (for log lines)."""

@@ -125,10 +125,11 @@ def adopt_legacy_runs(s: Study, evals: list, done: dict[str, dict], path: Path) 
     return len(renamed)
 
 
-def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None,
+def run_study(s: Study, progress: Callable[[int, int, str, bool], None] | None = None,
               notice: Callable[[str], None] | None = None) -> list[dict]:
     """Run what is missing; returns every result row (also in OUT/results.jsonl), each with the
-    installation that made it. ``notice`` gets a line before anything runs when finished runs made
+    installation that made it. ``progress(i, n, label, reused)`` is called as each run finishes (or
+    is found finished). ``notice`` gets a line before anything runs when finished runs made
     with another installation are reused."""
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,8 @@ def run_study(s: Study, progress: Callable[[int, int, str], None] | None = None,
             weights[(args["arm"], args["seed"])] = rec["weights"]
         if progress:
             progress(count, total, f"{kind} {args['arm']}" + (f" K={args['k']}" if "k" in args else "")
-                     + f" seed {args['seed']}" + (f" draw {args['draw']}" if args.get("draw") else ""))
+                     + f" seed {args['seed']}" + (f" draw {args['draw']}" if args.get("draw") else ""),
+                     bool(rec.get("reused")))
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max(1, s.jobs), mp_context=ctx, initializer=watch_parent,
