@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mgm.errors import parse_problem
 from mgm.video import VideoError, probe_video, read_clip
 
 
@@ -70,7 +71,7 @@ def load_boxes_file(path) -> dict[str, VideoBoxes]:
     try:
         data = json.loads(Path(path).read_text())
     except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise ValueError(f"{path}: not valid JSON ({parse_problem(e)})") from None
     out: dict[str, VideoBoxes] = {}
     if isinstance(data, dict) and isinstance(data.get("videos"), dict):
         fmt = data.get("format", "xyxy")

@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mgm.errors import parse_problem
 from mgm.models.formats import (
     CheckpointError,
     check_pos_embed,
@@ -50,7 +51,6 @@ from mgm.models.vit import (
     VideoMAEPretrainer,
     VideoMAESpec,
 )
-from mgm.errors import parse_problem
 from mgm.provenance import installation
 
 FORMAT = "mgm.videomae"
@@ -164,7 +164,7 @@ def _read_hf_dir(d: Path) -> tuple[dict, dict]:
     try:
         cfg = json.loads((d / "config.json").read_text())
     except ValueError as e:
-        raise CheckpointError(f"{d / 'config.json'}: not valid JSON ({e})") from None
+        raise CheckpointError(f"{d / 'config.json'}: not valid JSON ({parse_problem(e)})") from None
     if (d / "model.safetensors").exists():
         sd, _ = _read_safetensors(d / "model.safetensors")
     elif (d / "model.safetensors.index.json").exists():
