@@ -157,9 +157,9 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
 
     try:
         bar.stage("data")
-        prepare_data(s, progress=False)
+        data = prepare_data(s, progress=False)
         bar.stage("pretrain, fine-tune, probe", bar.data_seconds)
-        rows = run_study(s, progress=progress, notice=lambda line: bar.write(f"{title}: {line}"))
+        rows = run_study(s, progress=progress, notice=lambda line: bar.write(f"{title}: {line}"), data=data)
     finally:
         bar.close()
     summary = write_outputs(s, rows, title=title, name=name)

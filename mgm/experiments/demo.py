@@ -71,7 +71,7 @@ def run_demo(out_dir: str | os.PathLike = "mgm-demo", quick: bool = False, data_
         times["data"] = time.perf_counter() - t
         bar.stage("pretrain, fine-tune, probe", bar.data_seconds)
         t = time.perf_counter()
-        rows = run_study(s, progress=bar.run_done, notice=lambda line: bar.write(f"mgm demo: {line}"))
+        rows = run_study(s, progress=bar.run_done, notice=lambda line: bar.write(f"mgm demo: {line}"), data=data)
         fingerprints = data_fingerprints(s)        # hashed once: the summary and metrics.json both record them
         summary = write_outputs(s, rows, title="mgm demo: fine-tuning with K labelled clips per class", name="study",
                                 fingerprints=fingerprints)

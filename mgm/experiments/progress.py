@@ -53,14 +53,16 @@ class Progress:
     """The bar: ``total`` estimated wall seconds, ``runs`` the logs to follow (:func:`run_logs`)."""
 
     def __init__(self, total: float, runs: dict[Path, tuple[int, float]], enabled: bool, jobs: int = 1,
-                 name: str = "demo"):
+                 name: str = "demo", data_seconds: float = 0.0, per_run: float = 0.0):
+        """``data_seconds``: the data stage's share of ``total``; ``per_run``: what each run adds
+        that its log does not show (process start, a probe), credited as it finishes."""
         self.runs, self.fixed, self.jobs = runs, 0.0, max(1, jobs)
+        self.data_seconds, self.per_run = data_seconds, per_run
         # in a log file (a cluster job) a refresh a minute, not one a second
         interactive = sys.stderr.isatty()
         self.bar = tqdm(total=round(total), disable=not enabled, file=sys.stderr, smoothing=0.0,
                         mininterval=0.5 if interactive else 60.0,
                         bar_format=name + " [{desc}] {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining}")
-        self.per_run = 0.0
         self.t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True)
@@ -75,13 +77,10 @@ class Progress:
         todo = [(kind, args) for kind, args in pre + evals if task_key(s, kind, args) not in finished]
         runs = run_logs(s, todo)
         jobs = max(1, s.jobs)
-        n_runs = len(todo)
-        bar = cls(0.0, runs, enabled, jobs, name)
-        bar.data_seconds = SECONDS["clip"] * (s.unlabeled + 8 * s.pool + s.test) / jobs
-        bar.per_run = (SECONDS["start"] + SECONDS["probe"] / 2) / jobs     # what the logs do not show
-        bar.bar.total = round(bar.data_seconds + sum(w for _, w in runs.values()) / jobs
-                              + n_runs * bar.per_run + extra_seconds)
-        return bar
+        data_seconds = SECONDS["clip"] * (s.unlabeled + 8 * s.pool + s.test) / jobs
+        per_run = (SECONDS["start"] + SECONDS["probe"] / 2) / jobs
+        total = data_seconds + sum(w for _, w in runs.values()) / jobs + len(todo) * per_run + extra_seconds
+        return cls(total, runs, enabled, jobs, name, data_seconds, per_run)
 
     def stage(self, name: str, done_seconds: float = 0.0) -> None:
         self.fixed += done_seconds

@@ -126,14 +126,15 @@ def adopt_legacy_runs(s: Study, evals: list, done: dict[str, dict], path: Path) 
 
 
 def run_study(s: Study, progress: Callable[[int, int, str, bool], None] | None = None,
-              notice: Callable[[str], None] | None = None) -> list[dict]:
+              notice: Callable[[str], None] | None = None, data: dict[str, Path] | None = None) -> list[dict]:
     """Run what is missing; returns every result row (also in OUT/results.jsonl), each with the
     installation that made it. ``progress(i, n, label, reused)`` is called as each run finishes (or
-    is found finished). ``notice`` gets a line before anything runs when finished runs made
-    with another installation are reused."""
+    is found finished). ``notice`` gets a line before anything runs when finished runs made with
+    another installation are reused. ``data``: the sets from :func:`prepare_data`, when the caller
+    has prepared them already."""
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = prepare_data(s, progress=progress is not None)
+    data = data or prepare_data(s, progress=progress is not None)
     path = out / "results.jsonl"
     done = read_results(path, notice)
     if path.exists() and not path.read_bytes().endswith(b"\n") and path.stat().st_size:
