@@ -1,10 +1,11 @@
 """Annotation formats parsed from small fixtures (no video decoding)."""
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from mgm.data.annotations import AnnotationError, detect_format, load_annotations, write_list
+from mgm.data.annotations import AnnotationError, Sample, detect_format, load_annotations, write_list
 
 
 def touch(p: Path) -> Path:
@@ -136,3 +137,21 @@ def test_unlabeled_recursive_and_write_list(tmp_path):
     assert (tmp_path / "out.txt").read_text().split() == ["2024/b.MKV", "a.mp4"]
     with pytest.raises(AnnotationError):
         load_annotations(tmp_path / "nothing_here")
+
+
+def test_write_list_replaces_a_list_whole(tmp_path, monkeypatch):
+    """Two processes of a study write the same K-shot list while a third may read it: the list
+    is never seen truncated or half written (it is written aside, then renamed over)."""
+    target = tmp_path / "labelled.txt"
+    target.write_text("old.mp4 0\n")
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append((Path(dst).read_text(), Path(src).read_text()))   # at the swap: old list whole, new one whole
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    write_list(target, [Sample("a.mp4", 1), Sample("b.mp4", 2)])
+    assert seen == [("old.mp4 0\n", "a.mp4 1\nb.mp4 2\n")]
+    assert target.read_text() == "a.mp4 1\nb.mp4 2\n" and sorted(p.name for p in tmp_path.iterdir()) == ["labelled.txt"]

@@ -409,4 +409,9 @@ def write_list(path: str | os.PathLike, samples: list[Sample], root: str | os.Pa
             except ValueError:
                 pass
         out.append(f"{p} {s.label}" if s.label >= 0 else f"{p}")
-    Path(path).write_text("\n".join(out) + ("\n" if out else ""))
+    # written whole, then renamed over the list: a process reading it meanwhile (a study's fine-tune
+    # and probe of one draw write the same list at once) sees the old list or the new, never a part
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(out) + ("\n" if out else ""))
+    os.replace(tmp, path)
