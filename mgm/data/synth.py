@@ -246,25 +246,33 @@ def set_fingerprint(out_dir: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def synth_dataset_matches(out_dir: str | os.PathLike, videos: int, seed: int = 0, size: int = 64,
+                          frames: int = 32, style: str = "actions") -> bool:
+    """Whether ``out_dir`` already holds this set (video count, seed, size, frames, style,
+    :data:`GENERATOR_VERSION`, every video present), so :func:`ensure_synth_dataset` reuses it."""
+    out = Path(out_dir)
+    meta_path = out / "boxes.json"
+    if not (meta_path.exists() and (out / "all.txt").exists()):
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+        same = (len(meta.get("videos", {})) == videos and meta.get("seed") == seed
+                and meta.get("width") == size and meta.get("num_frames") == frames
+                and meta.get("style") == style and meta.get("generator_version") == GENERATOR_VERSION)
+        return same and all((out / rel).exists() for rel in meta["videos"])
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_synth_dataset(out_dir: str | os.PathLike, videos: int, seed: int = 0, size: int = 64,
                          frames: int = 32, style: str = "actions", workers: int | None = None,
                          progress: bool = True) -> dict:
     """:func:`make_synth_dataset`, or reuse ``out_dir`` when it already holds the same set
-    (video count, seed, size, frames, style, :data:`GENERATOR_VERSION`, every video present).
-    Returns {"dir", "reused", ...}."""
+    (:func:`synth_dataset_matches`). Returns {"dir", "reused", ...}."""
     out = Path(out_dir)
     info = {"dir": str(out), "videos": videos, "seed": seed, "size": size, "frames": frames, "style": style}
-    meta_path = out / "boxes.json"
-    if meta_path.exists() and (out / "all.txt").exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            same = (len(meta.get("videos", {})) == videos and meta.get("seed") == seed
-                    and meta.get("width") == size and meta.get("num_frames") == frames
-                    and meta.get("style") == style and meta.get("generator_version") == GENERATOR_VERSION)
-            if same and all((out / rel).exists() for rel in meta["videos"]):
-                return {**info, "reused": True}
-        except (OSError, ValueError):
-            pass
+    if synth_dataset_matches(out, videos, seed=seed, size=size, frames=frames, style=style):
+        return {**info, "reused": True}
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     rep = make_synth_dataset(out, videos=videos, size=size, frames=frames, seed=seed, workers=workers,
                              progress=progress, style=style)

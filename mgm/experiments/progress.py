@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mgm.experiments.runner import read_results
-from mgm.experiments.study import Study, plan, run_dir, task_key
+from mgm.experiments.study import Study, clips_to_generate, plan, run_dir, task_key
 
 # measured seconds on one of 2 busy cores: per pretraining / fine-tuning step, per test clip of a
 # fine-tune's 2-view test, per probe run, per process start; per generated clip
@@ -77,7 +77,7 @@ class Progress:
         todo = [(kind, args) for kind, args in pre + evals if task_key(s, kind, args) not in finished]
         runs = run_logs(s, todo)
         jobs = max(1, s.jobs)
-        data_seconds = SECONDS["clip"] * (s.unlabeled + 8 * s.pool + s.test) / jobs
+        data_seconds = SECONDS["clip"] * clips_to_generate(s) / jobs    # sets already there: no work
         per_run = (SECONDS["start"] + SECONDS["probe"] / 2) / jobs
         total = data_seconds + sum(w for _, w in runs.values()) / jobs + len(todo) * per_run + extra_seconds
         return cls(total, runs, enabled, jobs, name, data_seconds, per_run)

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mgm.data.synth import ensure_synth_dataset
+from mgm.data.synth import ensure_synth_dataset, synth_dataset_matches
 from mgm.errors import UserError
 
 SCRATCH = "scratch"
@@ -86,14 +86,25 @@ class Study:
 SETS = ("unlabeled", "labelled", "test")
 
 
+def data_sets(s: Study) -> dict[str, tuple[int, int]]:
+    """The three generated sets: name -> (videos, generator seed)."""
+    return dict(zip(SETS, ((s.unlabeled, 101), (8 * s.pool, 102), (s.test, 103))))
+
+
 def prepare_data(s: Study, progress: bool = True) -> dict[str, Path]:
     """The three sets (generated, or reused when they match); returns their directories."""
     base = s.data_path()
-    sets = dict(zip(SETS, ((s.unlabeled, 101), (8 * s.pool, 102), (s.test, 103))))
-    for name, (n, seed) in sets.items():
+    for name, (n, seed) in data_sets(s).items():
         ensure_synth_dataset(base / name, n, seed=seed, size=s.size, frames=s.frames, style="actions",
                              progress=progress)
-    return {name: base / name for name in sets}
+    return {name: base / name for name in SETS}
+
+
+def clips_to_generate(s: Study) -> int:
+    """How many clips :func:`prepare_data` would generate (0 when every set is there already)."""
+    base = s.data_path()
+    return sum(n for name, (n, seed) in data_sets(s).items()
+               if not synth_dataset_matches(base / name, n, seed=seed, size=s.size, frames=s.frames, style="actions"))
 
 
 # ---------------------------------------------------------------- one run (in a spawned process)
