@@ -63,6 +63,9 @@ CASES = {
     "data transcode": (["data", "transcode", "{d}/no_such_list.txt", "{d}/tc"],
                        "{d}/no_such_list.txt: no such file or folder"),
     "data synth": (["data", "synth", "{d}/s", "--videos", "0"], "need --videos >= 1"),
+    "data synth-option": (["data", "synth", "{d}/s", "--num-videos", "3"],   # with synth's usage, not mgm's
+                          "mgm data synth: error: unrecognized arguments: --num-videos 3"),
+    "pretrain-option": (["pretrain", "--config", "tiny", "--bogus"], "mgm pretrain: error: unrecognized arguments: --bogus"),
     "export": (["export", "{d}/unsafe.pth", "--to", "hf", "{d}/hf"], "{d}/unsafe.pth: refusing to unpickle it"),
     "motion": (["motion", "{d}/text.mp4"], "{d}/text.mp4: not a readable video container"),
     "masks": (["masks", "{d}/broken/empty.mp4"], "{d}/broken/empty.mp4: empty file"),
@@ -83,7 +86,8 @@ def test_bad_input_gives_one_line_and_exit_2(bad, argv, expected):
     # the error is the last line, and one line (a training run may have printed progress first)
     errors = [line for line in r.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and r.stderr.endswith(errors[0] + "\n"), r.stderr[-3000:]
-    assert errors[0].startswith(f"mgm {argv[0]}: error: "), errors[0]
+    command = argv[:2] if argv[0] in ("data", "bench") else argv[:1]      # the errors name the subcommand
+    assert errors[0].startswith(f"mgm {' '.join(command)}: error: "), errors[0]
     assert expected.replace("{d}", str(bad)) in errors[0], errors[0]
 
 

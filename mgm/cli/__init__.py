@@ -38,19 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser stores itself in the parsed args, so that an unknown option is
+    reported with that command's usage (``mgm data synth: ... --videos``), not the top level's."""
+    parser.set_defaults(command_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parsers(child)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"mgm {args.command}: error: {e}", file=sys.stderr)
+        print(f"{args.command_parser.prog}: error: {e}", file=sys.stderr)   # e.g. "mgm data synth: error: ..."
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,15 +18,16 @@ def register(sub) -> None:
     c.add_argument("source", metavar="LIST_OR_DIR",
                    help="VideoMAE list, SSv2 JSON, class-folder tree or folder of videos")
     c.add_argument("--data-root", default="", help="prefix for relative paths in the list")
-    c.add_argument("--format", default="auto", choices=["auto", "list", "ssv2", "folders", "unlabeled"])
+    c.add_argument("--format", default="auto", choices=["auto", "list", "ssv2", "folders", "unlabeled"],
+                   help="how to read LIST_OR_DIR (default auto: from the path)")
     c.add_argument("--splits", default="", help="folder of official UCF101/HMDB51 split files")
-    c.add_argument("--split-id", type=int, default=1)
+    c.add_argument("--split-id", type=int, default=1, help="official split number (default 1)")
     c.add_argument("--split", default="train", choices=["train", "test"],
                    help="which part of an official split to check")
     c.add_argument("--write-clean", metavar="OUT", default="",
                    help="write the videos that passed as a VideoMAE list")
     c.add_argument("--json", action="store_true", help="print the findings as one JSON object")
-    c.add_argument("--workers", type=int, default=_default_workers())
+    c.add_argument("--workers", type=int, default=_default_workers(), help="parallel processes (default: up to 8 cores)")
     c.add_argument("--min-frames", type=int, default=16,
                    help="fewer frames than this is bad (default 16)")
     c.add_argument("--span", type=int, default=64,
@@ -37,25 +38,26 @@ def register(sub) -> None:
 
     t = dsub.add_parser("transcode", help="re-encode a dataset to H.264 (codec motion vectors)")
     t.add_argument("source", metavar="SRC_LIST", help="list, SSv2 JSON or folder (as for check)")
-    t.add_argument("out_dir", metavar="OUT_DIR")
-    t.add_argument("--data-root", default="")
-    t.add_argument("--format", default="auto", choices=["auto", "list", "ssv2", "folders", "unlabeled"])
-    t.add_argument("--workers", type=int, default=_default_workers())
-    t.add_argument("--crf", type=int, default=23)
-    t.add_argument("--preset", default="veryfast")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("out_dir", metavar="OUT_DIR", help="where the H.264 videos and the new list go")
+    t.add_argument("--data-root", default="", help="prefix for relative paths in the list")
+    t.add_argument("--format", default="auto", choices=["auto", "list", "ssv2", "folders", "unlabeled"],
+                   help="how to read SRC_LIST (default auto)")
+    t.add_argument("--workers", type=int, default=_default_workers(), help="parallel encoders (default: up to 8 cores)")
+    t.add_argument("--crf", type=int, default=23, help="libx264 quality, lower is better (default 23)")
+    t.add_argument("--preset", default="veryfast", help="libx264 speed preset (default veryfast)")
+    t.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     t.set_defaults(func=_transcode)
 
     s = dsub.add_parser("synth", help="generate a synthetic dataset: stick-figure actions (the demo's) or motion classes")
-    s.add_argument("out_dir", metavar="OUT_DIR")
-    s.add_argument("--videos", type=int, default=400)
-    s.add_argument("--size", type=int, default=112)
-    s.add_argument("--frames", type=int, default=32)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("out_dir", metavar="OUT_DIR", help="videos/, lists, classes.txt and boxes.json go here")
+    s.add_argument("--videos", type=int, default=400, help="how many clips (default 400)")
+    s.add_argument("--size", type=int, default=112, help="width = height in pixels (default 112)")
+    s.add_argument("--frames", type=int, default=32, help="frames per clip (default 32)")
+    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same bytes (default 0)")
     s.add_argument("--style", default="natural", choices=["natural", "bold", "actions"],
                    help="actions: stick figures doing 8 actions (mgm demo's and mgm study's set); natural / bold: motion classes, low / high contrast")
-    s.add_argument("--workers", type=int, default=_default_workers())
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--workers", type=int, default=_default_workers(), help="parallel processes (default: up to 8 cores)")
+    s.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     s.set_defaults(func=_synth)
 
     b = dsub.add_parser(
