@@ -56,6 +56,8 @@ def test_study_runs_every_arm_and_resumes(tmp_path):
     assert set(summary) == {"scratch", "tube", "mgm"} and summary["mgm"][1]["finetune_top1"]["seeds"] == [0]
     table = (tmp_path / "st" / "table_study.md").read_text()
     assert "| mgm |" in table and "fine-tune, K = 1" in table and "k-NN" in table and "opencv " in table
+    # each arm's mask and ratio: 'tube' in a study is VideoMAE's 0.9, in 'mgm ablate masks' it is tube@0.75
+    assert "Arms: scratch, no pretraining; tube, tube masks at ratio 0.9; mgm, mgm masks at ratio 0.75." in table
     here = installation()
     assert all(r["installation"] == here for r in rows)
     assert f"Made with mgm {here['mgm']}, code {here['code']}" in table and "more than one" not in table

@@ -264,6 +264,20 @@ def data_fingerprints(s: Study) -> dict[str, str]:
     return {name: set_fingerprint(s.data_path() / name) for name in SETS}
 
 
+def describe_arms(arms: dict[str, list[str]]) -> str:
+    """'Arms: scratch, no pretraining; tube, tube masks at ratio 0.9; ...': what each arm's name
+    stands for (an arm named without '@ratio' is at its paper's ratio, which differs by strategy)."""
+    parts = []
+    for name, overrides in arms.items():
+        kv = dict(o.split("=", 1) for o in overrides)
+        if not kv:
+            parts.append(f"{name}, no pretraining")
+            continue
+        what = f"{kv.pop('mask.strategy', '?')} masks at ratio {kv.pop('mask.ratio', '?')}"
+        parts.append(f"{name}, {what}" + "".join(f", {k}={v}" for k, v in kv.items()))
+    return "Arms: " + "; ".join(parts) + "."
+
+
 def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "study",
                   fingerprints: dict[str, str] | None = None) -> dict:
     """OUT/summary_NAME.json, table_NAME.md (fine-tune, linear probe, k-NN; pretraining loss and
@@ -297,7 +311,8 @@ def write_outputs(s: Study, rows: list[dict], title: str = "", name: str = "stud
                       "order, and k-NN's are the same")
     averaged = f", the weights' moving average (optim.ema={s.pretrain_ema})" if s.pretrain_ema else ""
     parts = [f"Test set: {s.test} clips; pretraining: {s.unlabeled} unlabeled clips, {s.pretrain_steps} steps{averaged}; "
-             f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. Mean ± std (sample std). "
+             f"fine-tuning: {s.finetune_steps} steps; seeds {list(s.seeds)}: {seeds}. {describe_arms(s.arms)} "
+             "Mean ± std (sample std). "
              + describe_installations(installation_counts(rows)) + " Generated sets (SHA-256 of the videos, first 12 hex "
              "digits): " + ", ".join(f"{k} {v[:12]}" for k, v in data.items()) + ".",
              "", format_table(summary, "finetune_top1"), "",
