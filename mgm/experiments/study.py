@@ -33,6 +33,7 @@ from pathlib import Path
 
 from mgm.data.synth import ensure_synth_dataset, synth_dataset_matches
 from mgm.errors import UserError
+from mgm.masking.options import RATIO_SWEEP, STRATEGIES
 
 SCRATCH = "scratch"
 
@@ -290,8 +291,6 @@ def arms_for(kind: str, strategies=None, ratios=None, sources=None, strategy: st
     flow: Table 4b). ``scratch`` (no pretraining) comes first unless ``baseline`` is False. None
     means the default list; an empty one means none (``mgm study --arms scratch``).
     Arms with the same overrides are the same runs (reused by studies sharing an OUT)."""
-    from mgm.masking.options import RATIO_SWEEP, STRATEGIES
-
     def arm(s, r):
         return [f"mask.strategy={s}", f"mask.ratio={r:g}"]
 
