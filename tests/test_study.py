@@ -371,3 +371,10 @@ def test_study_command_says_each_run_and_the_time_left(tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.startswith("[mgm study ")]
     assert len(lines) == 5 and lines[-1].startswith("[mgm study 5/5, ") and all(" left] done: " in x for x in lines)
     assert "| tube | " in r.stdout and "[mgm study" not in r.stdout      # stdout: the table only
+    # again: every run is reused, and said in one line, not a line per run
+    r = subprocess.run([sys.executable, "-m", "mgm", *argv], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("[mgm study")]
+    assert lines == [f"[mgm study] reused 5 of 5 runs, finished by an earlier call (their records: "
+                     f"{tmp_path / 'st' / 'results.jsonl'})"], lines

@@ -150,16 +150,29 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
     # the bar on a terminal; in a log file (a cluster job) only the line per run, which says the time left
     bar = Progress.for_study(s, title, enabled=sys.stderr.isatty())
 
+    reused_unsaid = []       # runs finished by an earlier call: one line for them, not a line each
+
+    def say_reused():
+        if reused_unsaid and not args.json:
+            bar.write(f"[{title}] reused {len(reused_unsaid)} of {reused_unsaid[-1]} runs, finished by an earlier call "
+                      f"(their records: {Path(s.out_dir) / 'results.jsonl'})")
+        reused_unsaid.clear()
+
     def progress(i, n, label, reused):
         bar.run_done(i, n, label, reused)
+        if reused:
+            reused_unsaid.append(n)
+            return
+        say_reused()
         if not args.json:
-            bar.write(f"[{title} {i}/{n}, {bar.eta()}] {'reused' if reused else 'done'}: {label}")
+            bar.write(f"[{title} {i}/{n}, {bar.eta()}] done: {label}")
 
     try:
         bar.stage("data")
         data = prepare_data(s, progress=False)
         bar.stage("pretrain, fine-tune, probe", bar.data_seconds)
         rows = run_study(s, progress=progress, notice=lambda line: bar.write(f"{title}: {line}"), data=data)
+        say_reused()
     finally:
         bar.close()
     summary = write_outputs(s, rows, title=title, name=name)
