@@ -376,5 +376,5 @@ def test_study_command_says_each_run_and_the_time_left(tmp_path):
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [line for line in r.stderr.splitlines() if line.startswith("[mgm study")]
-    assert lines == [f"[mgm study] reused 5 of 5 runs, finished by an earlier call (their records: "
+    assert lines == [f"[mgm study] 5 of 5 runs were finished by an earlier call: reused (their records: "
                      f"{tmp_path / 'st' / 'results.jsonl'})"], lines

@@ -132,9 +132,9 @@ def _protocol_arguments(p, out: str) -> None:
 
 def _run_study(args, arms: dict, title: str, name: str) -> int:
     from mgm.errors import UserError
-    from mgm.experiments.progress import Progress
+    from mgm.experiments.progress import Progress, runs_to_do
     from mgm.experiments.runner import run_study
-    from mgm.experiments.study import Study, prepare_data
+    from mgm.experiments.study import Study, plan, prepare_data
     from mgm.experiments.tables import format_table, write_outputs
 
     for o in args.overrides:
@@ -150,29 +150,21 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
     # the bar on a terminal; in a log file (a cluster job) only the line per run, which says the time left
     bar = Progress.for_study(s, title, enabled=sys.stderr.isatty())
 
-    reused_unsaid = []       # runs finished by an earlier call: one line for them, not a line each
-
-    def say_reused():
-        if reused_unsaid and not args.json:
-            bar.write(f"[{title}] reused {len(reused_unsaid)} of {reused_unsaid[-1]} runs, finished by an earlier call "
-                      f"(their records: {Path(s.out_dir) / 'results.jsonl'})")
-        reused_unsaid.clear()
-
     def progress(i, n, label, reused):
         bar.run_done(i, n, label, reused)
-        if reused:
-            reused_unsaid.append(n)
-            return
-        say_reused()
-        if not args.json:
+        if not (reused or args.json):          # the reused runs were said in one line, before
             bar.write(f"[{title} {i}/{n}, {bar.eta()}] done: {label}")
 
     try:
+        pre, evals = plan(s)
+        earlier = len(pre) + len(evals) - len(runs_to_do(s))
+        if earlier and not args.json:
+            bar.write(f"[{title}] {earlier} of {len(pre) + len(evals)} runs were finished by an earlier call: "
+                      f"reused (their records: {Path(s.out_dir) / 'results.jsonl'})")
         bar.stage("data")
         data = prepare_data(s, progress=False)
         bar.stage("pretrain, fine-tune, probe", bar.data_seconds)
         rows = run_study(s, progress=progress, notice=lambda line: bar.write(f"{title}: {line}"), data=data)
-        say_reused()
     finally:
         bar.close()
     summary = write_outputs(s, rows, title=title, name=name)

@@ -36,6 +36,13 @@ def run_logs(s: Study, runs: list[tuple[str, dict]] | None = None) -> dict[Path,
     return {run_dir(s, kind, args) / "log.jsonl": work[kind] for kind, args in runs if kind in work}
 
 
+def runs_to_do(s: Study) -> list[tuple[str, dict]]:
+    """The runs of ``s``'s plan that no earlier call finished (none of them in OUT/results.jsonl)."""
+    finished = read_results(Path(s.out_dir) / "results.jsonl")
+    pre, evals = plan(s)
+    return [(kind, args) for kind, args in pre + evals if task_key(s, kind, args) not in finished]
+
+
 def last_step(log: Path) -> int:
     """The last logged step of a run (0 before its first record)."""
     try:
@@ -72,9 +79,7 @@ class Progress:
     def for_study(cls, s: Study, name: str, enabled: bool, extra_seconds: float = 0.0) -> Progress:
         """A bar over ``s``: its data (generated or reused), then the runs of its plan that are not
         finished yet (reused runs are no work of this call, and would make the pace look fast)."""
-        finished = read_results(Path(s.out_dir) / "results.jsonl")
-        pre, evals = plan(s)
-        todo = [(kind, args) for kind, args in pre + evals if task_key(s, kind, args) not in finished]
+        todo = runs_to_do(s)
         runs = run_logs(s, todo)
         jobs = max(1, s.jobs)
         data_seconds = SECONDS["clip"] * clips_to_generate(s) / jobs    # sets already there: no work
