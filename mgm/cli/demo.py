@@ -148,7 +148,9 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
               data_dir=args.data or "", overrides=list(args.overrides))
 
     # the bar on a terminal; in a log file (a cluster job) only the line per run, which says the time left
-    bar = Progress.for_study(s, title, enabled=sys.stderr.isatty())
+    pre, evals = plan(s)
+    todo = runs_to_do(s)        # read once: the bar's total and the line about the reused runs
+    bar = Progress.for_study(s, title, enabled=sys.stderr.isatty(), todo=todo)
 
     def progress(i, n, label, reused):
         bar.run_done(i, n, label, reused)
@@ -156,8 +158,7 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
             bar.write(f"[{title} {i}/{n}, {bar.eta()}] done: {label}")
 
     try:
-        pre, evals = plan(s)
-        earlier = len(pre) + len(evals) - len(runs_to_do(s))
+        earlier = len(pre) + len(evals) - len(todo)
         if earlier and not args.json:
             bar.write(f"[{title}] {earlier} of {len(pre) + len(evals)} runs were finished by an earlier call: "
                       f"reused (their records: {Path(s.out_dir) / 'results.jsonl'})")

@@ -76,10 +76,12 @@ class Progress:
         self._thread.start()
 
     @classmethod
-    def for_study(cls, s: Study, name: str, enabled: bool, extra_seconds: float = 0.0) -> Progress:
+    def for_study(cls, s: Study, name: str, enabled: bool, extra_seconds: float = 0.0,
+                  todo: list[tuple[str, dict]] | None = None) -> Progress:
         """A bar over ``s``: its data (generated or reused), then the runs of its plan that are not
-        finished yet (reused runs are no work of this call, and would make the pace look fast)."""
-        todo = runs_to_do(s)
+        finished yet (reused runs are no work of this call, and would make the pace look fast).
+        ``todo``: :func:`runs_to_do`, when the caller has it already."""
+        todo = runs_to_do(s) if todo is None else todo
         runs = run_logs(s, todo)
         jobs = max(1, s.jobs)
         data_seconds = SECONDS["clip"] * clips_to_generate(s) / jobs    # sets already there: no work
