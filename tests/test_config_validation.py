@@ -43,7 +43,7 @@ def test_near_misses_are_suggested_and_good_values_pass():
 
 def test_the_choices_are_what_the_code_accepts():
     from mgm.data.sampling import clip_indices
-    from mgm.models.vit import VideoMAESpec
+    from mgm.models.spec import VideoMAESpec
     from mgm.video.decode import MOTION_MODES
 
     assert CHOICES["data.motion"] == MOTION_MODES          # two copies (mgm.video is PyAV-heavy)

@@ -27,10 +27,24 @@ COMMAND_MODULES = [
 ]
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser that stores itself in the parsed args as ``command_parser``.
+
+    Subparsers are built with their parent's class, so every (sub)command's parser is one, and
+    the deepest parser that ran sets the value last: an unknown option or a ``UserError`` is
+    reported with that command's usage and name (``mgm data synth: error: ...``), not the top
+    level's.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_parser=self)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mgm import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="mgm",
         description="Self-supervised video pretraining with motion-guided masking.",
     )
@@ -38,18 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    _remember_parsers(parser)
     return parser
-
-
-def _remember_parsers(parser: argparse.ArgumentParser) -> None:
-    """Each (sub)command's parser stores itself in the parsed args, so that an unknown option is
-    reported with that command's usage (``mgm data synth: ... --videos``), not the top level's."""
-    parser.set_defaults(command_parser=parser)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                _remember_parsers(child)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ from mgm.engine.logging import RunLogger
 from mgm.engine.preemption import stop_signal_gate, worker_stop_signals
 from mgm.errors import UserError
 from mgm.models.checkpoint import init_from, load_checkpoint
-from mgm.models.vit import VideoMAESpec, build_model
+from mgm.models.spec import VideoMAESpec
+from mgm.models.vit import build_model
 
 
 class RunError(UserError, ValueError):

@@ -9,7 +9,7 @@ _EXPORTS = {
     "ARCHS": "mgm.models.options",
     "VideoMAEClassifier": "mgm.models.vit",
     "VideoMAEPretrainer": "mgm.models.vit",
-    "VideoMAESpec": "mgm.models.vit",
+    "VideoMAESpec": "mgm.models.spec",
     "build_classifier": "mgm.models.vit",
     "build_model": "mgm.models.vit",
     "build_pretrainer": "mgm.models.vit",

@@ -46,11 +46,8 @@ from mgm.models.formats import (
     spec_from_hf_config,
     spec_from_official,
 )
-from mgm.models.vit import (
-    VideoMAEClassifier,
-    VideoMAEPretrainer,
-    VideoMAESpec,
-)
+from mgm.models.spec import VideoMAESpec
+from mgm.models.vit import VideoMAEClassifier, VideoMAEPretrainer
 from mgm.provenance import installation
 
 FORMAT = "mgm.videomae"

@@ -18,7 +18,7 @@ import torch
 from mgm.errors import UserError
 from mgm.models.layers import sinusoid_table
 from mgm.models.options import ARCHS
-from mgm.models.vit import VideoMAESpec
+from mgm.models.spec import VideoMAESpec
 
 # heads for a width when a file does not say (VideoMAE's choices; 96 is our vit_tiny decoder)
 HEADS_FOR_DIM = {96: 3, 192: 3, 384: 6, 512: 8, 640: 8, 768: 12, 1024: 16, 1280: 16, 1408: 16}
