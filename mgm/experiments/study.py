@@ -20,7 +20,9 @@ accuracy moves several points with the draw, and averaging draws narrows that pa
 without another pretraining. Draw 0 is the seed's own draw, so ``draws=1`` is the plain protocol
 and a study with more draws reuses its runs.
 
-:func:`mgm.experiments.runner.run_study` runs the plan.
+:func:`mgm.experiments.runner.run_study` runs the plan. The run functions below import torch and
+the engine when called (they run in spawned workers), so that the planner, the tables and the
+progress bar, which import this module, do not load them.
 """
 from __future__ import annotations
 
