@@ -6,6 +6,8 @@ reported. Throughput is counted from the first batch on (worker start-up exclude
 it is reported separately). By default tube decodes no motion (what a tube run does)
 so the ratio prices motion extraction + MGM masking; ``--same-decode`` makes tube decode
 the motion too, isolating the masking cost. The goal is MGM >= 0.97x tube.
+
+Module top level stays light (no torch / av): ``mgm --help`` imports it.
 """
 from __future__ import annotations
 

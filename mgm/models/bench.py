@@ -18,6 +18,8 @@ dropping the masked ones; that ~2 % is not counted.) MFU = achieved / peak, with
 Memory: on CUDA ``torch.cuda.max_memory_allocated`` per step. On CPU there is no allocator
 peak counter, so the report gives the bytes of the distinct non-parameter tensors autograd
 saves for backward ("activations", eager only), plus parameters and gradients.
+
+Module top level stays light (no torch): ``mgm --help`` imports it.
 """
 from __future__ import annotations
 
