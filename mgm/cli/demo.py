@@ -148,7 +148,7 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
               data_dir=args.data or "", overrides=list(args.overrides))
 
     # the bar on a terminal; in a log file (a cluster job) only the line per run, which says the time left
-    pre, evals = plan(s)
+    total = sum(map(len, plan(s)))
     todo = runs_to_do(s)        # read once: the bar's total and the line about the reused runs
     bar = Progress.for_study(s, title, enabled=sys.stderr.isatty(), todo=todo)
 
@@ -158,9 +158,9 @@ def _run_study(args, arms: dict, title: str, name: str) -> int:
             bar.write(f"[{title} {i}/{n}, {bar.eta()}] done: {label}")
 
     try:
-        earlier = len(pre) + len(evals) - len(todo)
+        earlier = total - len(todo)
         if earlier and not args.json:
-            bar.write(f"[{title}] {earlier} of {len(pre) + len(evals)} runs were finished by an earlier call: "
+            bar.write(f"[{title}] {earlier} of {total} runs were finished by an earlier call: "
                       f"reused (their records: {Path(s.out_dir) / 'results.jsonl'})")
         bar.stage("data")
         data = prepare_data(s, progress=False)
